@@ -1,0 +1,142 @@
+"""A small keep-alive HTTP/1.1 load generator (asyncio, raw sockets) and a server runner.
+
+A full HTTP client library would be slower than the server under test on a 2-core machine and
+flatten every ratio; this one only writes GET requests and reads Content-Length bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    path_kind: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+
+async def _worker(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    start: int,
+    step: int,
+    total: int,
+    result: Result,
+    headers: str,
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    index = start
+    while index < total:
+        path = paths[index % len(paths)]
+        began = time.perf_counter()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        result.latencies_ms.append((time.perf_counter() - began) * 1000)
+        status = int(status_line.split()[1])
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        index += step
+    writer.close()
+
+
+def hammer(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    *,
+    total: int,
+    concurrency: int,
+    kind: str,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    """Send `total` GETs over `concurrency` keep-alive connections, cycling through `paths`."""
+    result = Result(kind, total, 0.0, [], {})
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(
+                _worker(host, port, paths, i, concurrency, total, result, extra)
+                for i in range(concurrency)
+            )
+        )
+
+    began = time.perf_counter()
+    asyncio.run(run())
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(factory: str, env: dict[str, str], port: int) -> Iterator[None]:
+    """Run uvicorn (one worker, as in production per process) on loopback until the block ends."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            factory,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,69 @@
+"""Status lookup by SMS: "HS <code>" in, one unaccented GSM-7 SMS (≤ 160 characters) out."""
+
+from __future__ import annotations
+
+import re
+
+from core.codes import DossierCode, parse_code
+from core.lookup import PublicStatus
+from core.messages import render, strip_diacritics
+
+SMS_LIMIT = 160
+# Keywords people send before the code: hồ sơ, tra cứu (with or without diacritics, spaces).
+_KEYWORD = re.compile(r"^\s*(HS|HOSO|HO\s+SO|TC|TRACUU|TRA\s+CUU)\b\W*", re.IGNORECASE)
+_KEYWORD_GLUED = re.compile(r"^\s*(HS|TC)(?=\d)", re.IGNORECASE)
+
+_GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€")
+_PLAIN = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "..."})
+
+
+def parse_lookup_request(text: str) -> DossierCode | None:
+    """The code asked about in an SMS such as "HS 000.00.10.H53-261122-0001", or None."""
+    plain = strip_diacritics(text)
+    match = _KEYWORD.match(plain) or _KEYWORD_GLUED.match(plain)
+    if match is None:
+        return None
+    return parse_code(plain[match.end() :])
+
+
+def gsm_length(text: str) -> int:
+    return sum(2 if ch in _GSM7_EXTENDED else 1 for ch in text)
+
+
+def to_gsm7(text: str) -> str:
+    """Unaccented text in the GSM-7 alphabet (anything else becomes '?'), one line."""
+    plain = strip_diacritics(text.translate(_PLAIN)).replace("\n", " ")
+    return "".join(ch if ch in _GSM7_BASIC or ch in _GSM7_EXTENDED else "?" for ch in plain)
+
+
+def _fit(parts: list[str]) -> str:
+    """Join as many parts as fit in one SMS; the first part always goes (trimmed if needed)."""
+    reply = to_gsm7(parts[0])
+    for part in parts[1:]:
+        candidate = f"{reply} {to_gsm7(part)}"
+        if gsm_length(candidate) <= SMS_LIMIT:
+            reply = candidate
+    while gsm_length(reply) > SMS_LIMIT:
+        reply = reply[:-1]
+    return reply
+
+
+def status_reply(status: PublicStatus, lookup_url: str) -> str:
+    parts = [render("sms.status", "vi", code=status.code, status=status.status_text("vi"))]
+    if status.appointment_date:
+        parts.append(render("sms.appointment", "vi", date=status.appointment_date))
+    parts.append(render(f"sms.next.{status.status.value}", "vi"))
+    parts.append(render("sms.link", "vi", url=lookup_url))
+    return _fit(parts)
+
+
+def unknown_code_reply(code: DossierCode) -> str:
+    return _fit([render("sms.unknown_code", "vi", code=str(code)), render("sms.usage", "vi")])
+
+
+def usage_reply() -> str:
+    return _fit([render("sms.usage", "vi")])

@@ -1,0 +1,230 @@
+"""Dossier persistence: codes, submission, transitions with their audit entry and outbox notice.
+
+Every function takes the session it works in, so the status change, the audit entry and the
+notice commit together or not at all (transactional outbox).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from core.calendar import WorkingCalendar, to_local
+from core.catalog import Catalog, Text
+from core.codes import format_code, parse_code
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
+from core.lookup import PublicStatus
+from storage.models import (
+    Agency,
+    ChannelIdentity,
+    CodeCounter,
+    Dossier,
+    OutboxMessage,
+    Procedure,
+    StatusEvent,
+)
+
+
+def sync_catalog(session: Session, catalog: Catalog) -> None:
+    """Upsert agencies and procedures so dossiers can reference them; never deletes history."""
+    for agency in catalog.agencies.values():
+        session.merge(
+            Agency(
+                code=agency.code,
+                name_vi=agency.name.vi,
+                name_en=agency.name.en,
+                kind=agency.kind,
+                parent_code=agency.parent,
+            )
+        )
+    for procedure in catalog.procedures.values():
+        session.merge(
+            Procedure(
+                code=procedure.code,
+                slug=procedure.slug,
+                name_vi=procedure.name.vi,
+                name_en=procedure.name.en,
+                agency_kind=procedure.agency_kind,
+                processing_days=procedure.processing_days,
+                same_day=procedure.same_day,
+                fee_vnd=procedure.fee_vnd,
+            )
+        )
+    session.flush()
+
+
+def next_code(session: Session, agency_code: str, day: date) -> str:
+    """Issue the next dossier code of this agency for this day, atomically (one upsert)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = CodeCounter.__table__  # type: ignore[attr-defined]
+    statement = (
+        insert(table)
+        .values(agency_code=agency_code, day=day, last_sequence=1)
+        .on_conflict_do_update(
+            index_elements=["agency_code", "day"],
+            set_={"last_sequence": table.c.last_sequence + 1},
+        )
+        .returning(table.c.last_sequence)
+    )
+    sequence = session.execute(statement).scalar_one()
+    return format_code(agency_code, day, sequence)
+
+
+def facts_of(dossier: Dossier) -> DossierFacts:
+    return DossierFacts(
+        code=dossier.code,
+        status=Status(dossier.status),
+        received_at=dossier.received_at,
+        appointment_date=dossier.appointment_date,
+        extended=dossier.extended,
+    )
+
+
+def submit_dossier(
+    session: Session,
+    *,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    procedure_code: str,
+    agency_code: str,
+    citizen_id: int | None,
+    channel: str,
+    at: datetime,
+) -> tuple[Dossier, Decision]:
+    """A draft becomes a dossier: it gets its code (under the receiving desk) and a first event."""
+    procedure = catalog.procedure(procedure_code)
+    catalog.agency(agency_code)
+    code = next_code(session, agency_code, to_local(at).date())
+    draft = DossierFacts(code=code, status=Status.DRAFT)
+    decision = decide(
+        draft,
+        Command(Action.SUBMIT, Actor.CITIZEN, at),
+        procedure=procedure,
+        calendar=calendar,
+    )
+    dossier = Dossier(
+        code=code,
+        procedure_code=procedure_code,
+        agency_code=agency_code,
+        citizen_id=citizen_id,
+        channel=channel,
+        status=decision.after.status.value,
+        submitted_at=at,
+        last_activity_at=at,
+    )
+    session.add(dossier)
+    session.flush()
+    _record(session, dossier, decision, staff_user_id=None)
+    return dossier, decision
+
+
+def apply_command(
+    session: Session,
+    dossier_id: int,
+    command: Command,
+    *,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    staff_user_id: int | None = None,
+) -> Decision:
+    """Apply a command under a row lock; raises core.dossier.DossierRuleError when refused."""
+    dossier = session.execute(
+        select(Dossier).where(Dossier.id == dossier_id).with_for_update()  # type: ignore[arg-type]
+    ).scalar_one()
+    procedure = catalog.procedure(dossier.procedure_code)
+    decision = decide(facts_of(dossier), command, procedure=procedure, calendar=calendar)
+    after = decision.after
+    dossier.status = after.status.value
+    dossier.received_at = after.received_at
+    dossier.appointment_date = after.appointment_date
+    dossier.extended = after.extended
+    dossier.last_activity_at = command.at
+    session.add(dossier)
+    _record(session, dossier, decision, staff_user_id=staff_user_id)
+    return decision
+
+
+def _record(
+    session: Session, dossier: Dossier, decision: Decision, *, staff_user_id: int | None
+) -> None:
+    """The audit entry, and the citizen's notice in the outbox, in the caller's transaction."""
+    assert dossier.id is not None
+    event = StatusEvent(
+        dossier_id=dossier.id,
+        action=decision.transition.action.value,
+        from_status=decision.before.status.value,
+        to_status=decision.after.status.value,
+        actor_kind=decision.command.actor.value,
+        staff_user_id=staff_user_id,
+        note=decision.audit_note,
+        details=decision.notice.values if decision.notice else {},
+        at=decision.command.at,
+    )
+    session.add(event)
+    session.flush()
+    if decision.notice is None or dossier.citizen_id is None:
+        return
+    identity = session.execute(
+        select(ChannelIdentity).where(
+            ChannelIdentity.citizen_id == dossier.citizen_id,  # type: ignore[arg-type]
+            ChannelIdentity.channel == dossier.channel,  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
+    if identity is None:
+        return
+    session.add(
+        OutboxMessage(
+            idempotency_key=f"notice:{dossier.id}:{event.id}",
+            dossier_id=dossier.id,
+            citizen_id=dossier.citizen_id,
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template=decision.notice.key,
+            values={**decision.notice.values, "language": identity.language},
+        )
+    )
+
+
+def find_by_code(session: Session, text: str) -> Dossier | None:
+    """The dossier a person means by `text` (our code or the one-stop system's), or None."""
+    parsed = parse_code(text)
+    if parsed is not None:
+        found = session.execute(
+            select(Dossier).where(Dossier.code == str(parsed))  # type: ignore[arg-type]
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    cleaned = text.strip().upper()
+    if not cleaned:
+        return None
+    return session.execute(
+        select(Dossier).where(Dossier.official_code == cleaned)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+
+
+def count_dossiers(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(Dossier)).scalar_one())
+
+
+def public_status(dossier: Dossier, catalog: Catalog) -> PublicStatus:
+    """The dossier as the public may see it: no personal data is read here at all."""
+    try:
+        procedure = catalog.procedure(dossier.procedure_code).name
+    except KeyError:
+        procedure = Text(dossier.procedure_code, dossier.procedure_code)
+    try:
+        agency = catalog.agency(dossier.agency_code).name
+    except KeyError:
+        agency = Text(dossier.agency_code, dossier.agency_code)
+    return PublicStatus(
+        code=dossier.code,
+        procedure=procedure,
+        agency=agency,
+        status=Status(dossier.status),
+        submitted_on=to_local(dossier.submitted_at).date(),
+        appointment_date=dossier.appointment_date,
+    )

@@ -1,0 +1,195 @@
+"""Database tables. The schema is changed only through alembic migrations (storage/migrations)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out — also on SQLite, which keeps no zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(nullable: bool = False) -> Any:
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class Agency(SQLModel, table=True):
+    """Cơ quan / đơn vị, synced from the catalog; kept so records outlive catalog edits."""
+
+    code: str = Field(primary_key=True, max_length=32)
+    name_vi: str
+    name_en: str
+    kind: str = Field(max_length=32)
+    parent_code: str | None = Field(default=None, max_length=32)
+
+
+class Procedure(SQLModel, table=True):
+    """Thủ tục hành chính, synced from the catalog."""
+
+    code: str = Field(primary_key=True, max_length=32)
+    slug: str = Field(max_length=64)
+    name_vi: str
+    name_en: str
+    agency_kind: str = Field(max_length=32)
+    processing_days: int
+    same_day: bool
+    fee_vnd: int
+
+
+class Citizen(SQLModel, table=True):
+    """Tổ chức, cá nhân: the person behind one or more channel identities."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    full_name: str | None = None
+    phone: str | None = Field(default=None, max_length=20, index=True)
+    id_number: str | None = Field(default=None, max_length=12)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """A citizen as one channel knows them (a Telegram chat, a Zalo user, a web-chat session)."""
+
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=128)
+    language: str = Field(default="vi", max_length=8)
+    conversation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    last_seen_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class Dossier(SQLModel, table=True):
+    """Hồ sơ. `status` changes only through core.dossier.decide (see storage.dossiers)."""
+
+    __table_args__ = (
+        Index("ix_dossier_agency_status_activity", "agency_code", "status", "last_activity_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=40, unique=True)
+    official_code: str | None = Field(default=None, max_length=64, unique=True)
+    procedure_code: str = Field(foreign_key="procedure.code", max_length=32)
+    agency_code: str = Field(foreign_key="agency.code", max_length=32)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id", index=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=32)
+    submitted_at: datetime = Field(sa_column=_when())
+    received_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    appointment_date: date | None = None
+    extended: bool = False
+    last_activity_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class DocumentFile(SQLModel, table=True):
+    """One photo or PDF of one document component (thành phần hồ sơ)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dossier_id: int = Field(foreign_key="dossier.id", index=True)
+    component_code: str = Field(max_length=64)
+    media_key: str = Field(max_length=128)
+    sha256: str = Field(max_length=64)
+    size: int
+    content_type: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class ThreadMessage(SQLModel, table=True):
+    """The chat thread between the citizen and the desk about one dossier."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dossier_id: int = Field(foreign_key="dossier.id", index=True)
+    direction: str = Field(max_length=8)  # "in" from the citizen, "out" to the citizen
+    staff_user_id: int | None = Field(default=None, foreign_key="staffuser.id")
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class StatusEvent(SQLModel, table=True):
+    """The audit trail (Phiếu kiểm soát quá trình giải quyết hồ sơ): who, when, from, to, note."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dossier_id: int = Field(foreign_key="dossier.id", index=True)
+    action: str = Field(max_length=32)
+    from_status: str = Field(max_length=32)
+    to_status: str = Field(max_length=32)
+    actor_kind: str = Field(max_length=16)
+    staff_user_id: int | None = Field(default=None, foreign_key="staffuser.id")
+    note: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    at: datetime = Field(sa_column=_when())
+
+
+class StaffUser(SQLModel, table=True):
+    """A desk officer's personal account, `name.unit` (Bến Tre Art. 2.3)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    full_name: str
+    agency_code: str = Field(foreign_key="agency.code", max_length=32)
+    role: str = Field(max_length=16)
+    password_hash: str
+    must_change_password: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notice to deliver, written in the same transaction as the change that caused it."""
+
+    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=128, unique=True)
+    dossier_id: int | None = Field(default=None, foreign_key="dossier.id", index=True)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
+    channel: str = Field(max_length=16)
+    recipient: str = Field(max_length=128)
+    template: str = Field(max_length=64)
+    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    sent_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class CodeCounter(SQLModel, table=True):
+    """Last dossier-code sequence issued per receiving agency per (local) day."""
+
+    agency_code: str = Field(primary_key=True, max_length=32)
+    day: date = Field(primary_key=True)
+    last_sequence: int = 0
+
+
+class InboundEvent(SQLModel, table=True):
+    """Webhook deliveries already handled (Telegram update_id, Zalo msg_id, SMS id)."""
+
+    channel: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=128)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_when())

@@ -1,0 +1,62 @@
+"""SMS lookup text: what people send, and replies that always fit one GSM-7 SMS."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from core.catalog import Text
+
+from core.dossier import Status
+from core.lookup import PublicStatus
+from core.sms import gsm_length, parse_lookup_request, status_reply, to_gsm7
+
+CODE = "000.00.10.H53-261123-0001"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"HS {CODE}",
+        f"hs {CODE.lower()}",
+        f"hs{CODE}",
+        f"HS{CODE.lower()}",
+        f"TC {CODE}",
+        f"TRA CUU {CODE}",
+        f"Tra cứu {CODE}",
+        f"Hồ sơ {CODE}",
+        f"  HS   {CODE}  ",
+        "HS 000 00 10 H53 261123 1",
+        f"HS: {CODE}.",
+    ],
+)
+def test_lookup_requests_people_send(text: str) -> None:
+    parsed = parse_lookup_request(text)
+    assert parsed is not None and str(parsed) == CODE
+
+
+@pytest.mark.parametrize("text", ["", "HS", "hello", CODE, "HSX 000", "TC abc"])
+def test_not_a_lookup_request(text: str) -> None:
+    assert parse_lookup_request(text) is None
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_status_reply_always_fits_one_sms(status: Status) -> None:
+    public = PublicStatus(
+        code=CODE,
+        procedure=Text("Đăng ký thành lập hộ kinh doanh", "Household business"),
+        agency=Text("Trung tâm", "Centre"),
+        status=status,
+        submitted_on=date(2026, 11, 23),
+        appointment_date=date(2026, 11, 26),
+    )
+    reply = status_reply(public, f"https://dichvucong.tayninh.gov.vn/lookup/{CODE}")
+    assert CODE in reply
+    assert gsm_length(reply) <= 160
+    assert to_gsm7(reply) == reply
+    assert reply.isascii()
+
+
+def test_to_gsm7_replaces_what_gsm_cannot_carry() -> None:
+    assert to_gsm7("“Đã” – xong…") == '"Da" - xong...'
+    assert to_gsm7("😀") == "?"

@@ -1,0 +1,41 @@
+"""The `hcc` command: catalog listing and checks, database preparation with demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webhook.cli import main, prepare_database
+from webhook.settings import REPO_ROOT, get_settings
+
+
+def test_catalog_lists_the_procedures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalog"]) == 0
+    out = capsys.readouterr().out
+    assert "Đăng ký khai sinh" in out and "Cấp Phiếu lý lịch tư pháp" in out
+    assert main(["catalog", "--lang", "en"]) == 0
+    assert "Birth registration" in capsys.readouterr().out
+
+
+def test_catalog_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = REPO_ROOT / "data" / "catalog" / "tay-ninh" / "procedures" / "khai-tu.toml"
+    assert main(["catalog", "--check", str(good)]) == 0
+    bad = tmp_path / "x.toml"
+    bad.write_text('code = "1"\nname = { vi = "Thử" }\nprocessing_days = "ba"\n')
+    assert main(["catalog", "--check", str(bad)]) == 1
+    assert "x.toml: processing_days: must be a whole number" in capsys.readouterr().err
+
+
+def test_prepare_database_migrates_and_seeds_demo_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'hcc.sqlite3'}")
+    monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
+    get_settings.cache_clear()
+    try:
+        codes = prepare_database()
+        assert len(codes) == 5 and all("-" in code for code in codes)
+        assert prepare_database() == []  # not seeded twice
+    finally:
+        get_settings.cache_clear()

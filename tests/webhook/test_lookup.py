@@ -1,0 +1,138 @@
+"""Public lookup by code: HTML for people, JSON for machines, 404 that helps, no personal data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.dossier import Action, Actor, Command
+from storage.db import session_scope
+from storage.dossiers import apply_command, submit_dossier
+from storage.models import ChannelIdentity, Citizen
+from webhook.app import create_app
+from webhook.settings import Settings
+
+NAME, PHONE, ID_NUMBER = "Trần Thị Bích", "+84987654321", "072190001234"
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.runtime.engine.dispose()
+
+
+@pytest.fixture
+def accepted_code(client: TestClient) -> str:
+    """A birth registration by a real-looking citizen, accepted at the desk."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    procedure = next(p for p in runtime.catalog.procedures.values() if p.slug == "ho-kinh-doanh")
+    agency = runtime.catalog.receiving_agencies(procedure)[0]
+    at = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+    with session_scope(runtime.engine) as session:
+        citizen = Citizen(full_name=NAME, phone=PHONE, id_number=ID_NUMBER)
+        session.add(citizen)
+        session.flush()
+        session.add(ChannelIdentity(citizen_id=citizen.id, channel="telegram", external_id="77"))
+        dossier, _ = submit_dossier(
+            session,
+            catalog=runtime.catalog,
+            calendar=runtime.calendar,
+            procedure_code=procedure.code,
+            agency_code=agency.code,
+            citizen_id=citizen.id,
+            channel="telegram",
+            at=at,
+        )
+        apply_command(
+            session,
+            dossier.id,  # type: ignore[arg-type]
+            Command(Action.ACCEPT, Actor.DESK_OFFICER, at),
+            catalog=runtime.catalog,
+            calendar=runtime.calendar,
+        )
+    return dossier.code
+
+
+def test_lookup_page_shows_status_in_words_and_the_appointment(
+    client: TestClient, accepted_code: str
+) -> None:
+    response = client.get(f"/lookup/{accepted_code}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert accepted_code in page
+    assert "Đã tiếp nhận" in page
+    assert "Đăng ký thành lập hộ kinh doanh" in page or "hộ kinh doanh" in page
+    assert "10/12/2026" in page  # 3 working days after Monday 7/12
+    assert 'name="viewport"' in page  # made for phones
+    english = client.get(f"/lookup/{accepted_code}?lang=en").text
+    assert "Accepted" in english and "Appointment date" in english
+
+
+def test_lookup_json_for_machines(client: TestClient, accepted_code: str) -> None:
+    response = client.get(f"/lookup/{accepted_code}", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["code"] == accepted_code
+    assert body["status"] == "accepted"
+    assert body["national_status_code"] == 2
+    assert body["appointment_date"] == "2026-12-10"
+    assert body["next_step"]
+
+
+def test_lookup_reveals_no_personal_data(client: TestClient, accepted_code: str) -> None:
+    for headers in ({}, {"Accept": "application/json"}):
+        text = client.get(f"/lookup/{accepted_code}", headers=headers).text
+        for secret in (NAME, "Bích", PHONE, "987654321", ID_NUMBER):
+            assert secret not in text
+
+
+def test_sloppy_code_in_the_url_still_finds_the_dossier(
+    client: TestClient, accepted_code: str
+) -> None:
+    sloppy = accepted_code.lower().replace("-0001", "-1")
+    response = client.get(f"/lookup/{sloppy}", headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.json()["code"] == accepted_code
+
+
+def test_unknown_code_gets_a_helpful_404(client: TestClient, accepted_code: str) -> None:
+    unknown = accepted_code.replace("0001", "0042")
+    page = client.get(f"/lookup/{unknown}")
+    assert page.status_code == 404
+    assert "Không tìm thấy hồ sơ" in page.text and "<form" in page.text
+    as_json = client.get(f"/lookup/{unknown}", headers={"Accept": "application/json"})
+    assert as_json.status_code == 404 and as_json.json()["error"] == "not_found"
+
+
+def test_lookup_form_redirects_to_the_canonical_code(
+    client: TestClient, accepted_code: str
+) -> None:
+    form = client.get("/lookup")
+    assert form.status_code == 200 and 'name="code"' in form.text
+    typed = f"  {accepted_code.lower()} "
+    response = client.get("/lookup", params={"code": typed}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/lookup/{accepted_code}"
+    bad = client.get("/lookup", params={"code": "xin chào"})
+    assert bad.status_code == 400 and "chưa đúng dạng" in bad.text
+
+
+def test_healthz_reports_the_database(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "database": "ok"}
+
+
+def test_healthz_checks_redis_when_configured(settings: Settings, redis_url: str) -> None:
+    for url, healthy in ((redis_url, True), ("redis://127.0.0.1:1/0", False)):
+        app = create_app(settings.model_copy(update={"redis_url": url}))
+        with TestClient(app) as test_client:
+            response = test_client.get("/healthz")
+        app.state.runtime.engine.dispose()
+        assert response.json()["ok"] is healthy
+        assert response.status_code == (200 if healthy else 503)

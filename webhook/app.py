@@ -1,0 +1,43 @@
+"""The FastAPI application: webhooks, public lookup, health. Routes stay thin and delegate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
+
+from core.messages import render
+from webhook.runtime import Runtime, build_runtime
+from webhook.settings import REPO_ROOT, Settings, get_settings
+
+templates = Jinja2Templates(directory=str(REPO_ROOT / "templates" / "web"))
+templates.env.globals["t"] = render
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    from webhook import health, lookup, sms
+
+    settings = settings or get_settings()
+    app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None)
+    app.state.runtime = runtime or build_runtime(settings)
+    app.include_router(health.router)
+    app.include_router(lookup.router)
+    app.include_router(sms.router)
+    return app
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,111 @@
+"""`hcc` — run the product and operate it: serve, migrate, catalog."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from webhook.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hcc", description="HCC Intake")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate the database and run the web app")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1)
+
+    commands.add_parser("migrate", help="upgrade the database schema to the latest version")
+
+    catalog = commands.add_parser("catalog", help="print the procedure catalog")
+    catalog.add_argument("--check", type=Path, metavar="FILE", help="validate an operator file")
+    catalog.add_argument("--lang", default="vi", choices=["vi", "en"])
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.host, args.port, args.workers)
+    if args.command == "migrate":
+        prepare_database()
+        return 0
+    return _catalog(args.check, args.lang)
+
+
+def prepare_database() -> list[str]:
+    """Migrate, sync the catalog, and seed demo dossiers into an empty database when enabled."""
+    from datetime import UTC, datetime
+
+    from storage.db import session_scope
+    from storage.demo import seed_demo
+    from storage.dossiers import sync_catalog
+    from storage.migrate import upgrade
+    from webhook.runtime import build_runtime
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    with session_scope(runtime.engine) as session:
+        sync_catalog(session, runtime.catalog)
+        codes: list[str] = []
+        if settings.load_demo_data:
+            codes = seed_demo(
+                session, catalog=runtime.catalog, calendar=runtime.calendar, now=datetime.now(UTC)
+            )
+    runtime.engine.dispose()
+    return codes
+
+
+def _serve(host: str | None, port: int | None, workers: int) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    codes = prepare_database()
+    host, port = host or settings.host, port or settings.port
+    base = settings.public_base_url.rstrip("/")
+    print(f"HCC Intake on http://{host}:{port}  (database: {settings.database_url})")
+    print(f"Public lookup: {base}/lookup")
+    for code in codes:
+        print(f"  demo dossier: {base}/lookup/{code}")
+    uvicorn.run(
+        "webhook.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+    return 0
+
+
+def _catalog(check: Path | None, lang: str) -> int:
+    from core.catalog import CatalogError, check_file, load_catalog
+
+    if check is not None:
+        errors = check_file(check)
+        for error in errors:
+            print(error, file=sys.stderr)
+        if not errors:
+            print(f"{check}: OK")
+        return 1 if errors else 0
+    try:
+        catalog = load_catalog(get_settings().catalog_dir)
+    except CatalogError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{catalog.province.name.get(lang)} ({catalog.province.code})")
+    for procedure in catalog.procedures.values():
+        days = "0*" if procedure.same_day else str(procedure.processing_days)
+        print(
+            f"  {procedure.code:<10} {procedure.name.get(lang)}  [{procedure.field.get(lang)}]"
+            f"  days={days} fee={procedure.fee_vnd}"
+        )
+        for component in procedure.components:
+            mark = "*" if component.required else "-"
+            print(f"      {mark} {component.name.get(lang)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

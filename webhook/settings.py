@@ -1,0 +1,52 @@
+"""The one place configuration is read: environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the product. Secrets come only from the environment (or `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'hcc.sqlite3'}"
+    redis_url: str | None = None
+    media_dir: Path = REPO_ROOT / "var" / "media"
+    media_url: str = "/media"
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("dev-only-change-me")
+    catalog_dir: Path = REPO_ROOT / "data" / "catalog" / "tay-ninh"
+    calendar_overrides: Path = REPO_ROOT / "data" / "calendar" / "vn-overrides.toml"
+    default_language: str = "vi"
+    load_demo_data: bool = True
+
+    sms_webhook_secret: SecretStr | None = None
+
+    telegram_citizen_token: SecretStr | None = None
+    telegram_staff_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
+    zalo_app_id: str | None = None
+    zalo_oa_id: str | None = None
+    zalo_oa_secret_key: SecretStr | None = None
+    zalo_api_base: str = "https://openapi.zalo.me"
+
+    onestop_base_url: str | None = None
+    onestop_api_key: SecretStr | None = None
+    onestop_callback_secret: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
