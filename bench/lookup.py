@@ -15,12 +15,12 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from core.codes import format_code
 from fastapi import FastAPI
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from bench.loadgen import free_port, hammer, serve
+from core.codes import format_code
 from core.dossier import Status
 from storage.db import make_engine, session_scope
 from storage.dossiers import sync_catalog

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from core.catalog import Catalog
-from core.qr import lookup_url
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from core.catalog import Catalog
+from core.qr import lookup_url
 from core.sms import parse_lookup_request, status_reply, unknown_code_reply, usage_reply
 from storage.dossiers import find_by_code, public_status
 

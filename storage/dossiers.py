@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from core.calendar import WorkingCalendar, to_local
-from core.catalog import Catalog, Text
-from core.codes import format_code, parse_code
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from core.calendar import WorkingCalendar, to_local
+from core.catalog import Catalog, Text
+from core.codes import format_code, parse_code
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.lookup import PublicStatus
 from storage.models import (

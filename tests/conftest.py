@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from core.calendar import WorkingCalendar, load_calendar
-from core.catalog import Catalog, load_catalog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from core.calendar import WorkingCalendar, load_calendar
+from core.catalog import Catalog, load_catalog
 from storage.db import make_engine, session_scope
 from storage.dossiers import sync_catalog
 from storage.migrate import upgrade

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from core.codes import parse_code
-from core.qr import lookup_url
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from core.codes import parse_code
 from core.messages import render
+from core.qr import lookup_url
 from core.sms import usage_reply
 from storage.dossiers import find_by_code, public_status
 from webhook.app import RuntimeDep, SessionDep, templates

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
+
 from core.calendar import WorkingCalendar, load_calendar
 from core.catalog import Catalog, load_catalog
-from sqlalchemy.engine import Engine
-from storage.media import DiskMediaStore, MediaStore
-
 from storage.db import make_engine
+from storage.media import DiskMediaStore, MediaStore
 from webhook.settings import Settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from core.catalog import Text
 
+from core.catalog import Text
 from core.dossier import Status
 from core.lookup import PublicStatus
 from core.sms import gsm_length, parse_lookup_request, status_reply, to_gsm7
