@@ -15,7 +15,7 @@ from sqlmodel import Session
 from core.catalog import Catalog
 from core.qr import lookup_url
 from core.sms import parse_lookup_request, status_reply, unknown_code_reply, usage_reply
-from storage.dossiers import find_by_code, public_status
+from storage.dossiers import lookup_public_status
 
 
 class InboundSms(BaseModel):
@@ -38,8 +38,7 @@ def answer(session: Session, text: str, *, catalog: Catalog, public_base_url: st
     code = parse_lookup_request(text)
     if code is None:
         return usage_reply()
-    dossier = find_by_code(session, str(code))
-    if dossier is None:
+    status = lookup_public_status(session, str(code), catalog)
+    if status is None:
         return unknown_code_reply(code)
-    status = public_status(dossier, catalog)
     return status_reply(status, lookup_url(public_base_url, status.code))

@@ -69,6 +69,8 @@ def render(key: str, lang: str = DEFAULT_LANGUAGE, /, **values: Any) -> str:
     """The sentence for `key` in `lang` (Vietnamese when that language lacks it)."""
     texts = load_messages()[key]
     template = texts.get(lang) or texts[DEFAULT_LANGUAGE]
+    if not values:  # most labels have no placeholders: skip the formatter on hot pages
+        return template
     return _FORMATTER.vformat(template, (), values)
 
 

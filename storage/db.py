@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -25,10 +27,38 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it would double the round trips of every short query; stale connections are
+    # recycled instead, and a dropped one fails a single request and is discarded by the pool.
+    kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
+
+
+def make_async_reader(database_url: str) -> AsyncConnectionPool | None:
+    """A psycopg asyncio pool for hot reads on PostgreSQL; None on SQLite.
+
+    The public lookup is the hottest query: through this pool its round trip does not stall the
+    event loop, and no ORM or transaction wrapping is paid (bench/lookup.py measured ~3× the
+    rate of the same query through SQLAlchemy). Opened and closed by the web app's lifespan.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return AsyncConnectionPool(
+        conninfo, min_size=1, max_size=10, kwargs={"autocommit": True}, open=False
+    )
+
+
+def compiled_for_psycopg(statement: Any) -> str:
+    """A SQLAlchemy statement as psycopg SQL with `%(name)s` parameters, compiled once."""
+    return str(statement.compile(dialect=postgresql.dialect(paramstyle="pyformat")))
+
+
+def autocommit(engine: Engine) -> Engine:
+    """The same pool for single-statement reads: no BEGIN/ROLLBACK round trips around them."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

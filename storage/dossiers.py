@@ -6,15 +6,20 @@ notice commit together or not at all (transactional outbox).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from core.calendar import WorkingCalendar, to_local
+from core.catalog import Agency as Agency_
 from core.catalog import Catalog, Text
+from core.catalog import Procedure as Procedure_
 from core.codes import format_code, parse_code
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.lookup import PublicStatus
@@ -210,21 +215,62 @@ def count_dossiers(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(Dossier)).scalar_one())
 
 
-def public_status(dossier: Dossier, catalog: Catalog) -> PublicStatus:
-    """The dossier as the public may see it: no personal data is read here at all."""
-    try:
-        procedure = catalog.procedure(dossier.procedure_code).name
-    except KeyError:
-        procedure = Text(dossier.procedure_code, dossier.procedure_code)
-    try:
-        agency = catalog.agency(dossier.agency_code).name
-    except KeyError:
-        agency = Text(dossier.agency_code, dossier.agency_code)
-    return PublicStatus(
-        code=dossier.code,
-        procedure=procedure,
-        agency=agency,
-        status=Status(dossier.status),
-        submitted_on=to_local(dossier.submitted_at).date(),
-        appointment_date=dossier.appointment_date,
+_DOSSIER: Any = Dossier.__table__  # type: ignore[attr-defined]
+_PUBLIC_COLUMNS = [
+    _DOSSIER.c[name]
+    for name in (
+        "code",
+        "procedure_code",
+        "agency_code",
+        "status",
+        "submitted_at",
+        "appointment_date",
     )
+]
+
+
+# One query for the dossier a person names: our code, or the one-stop system's official code.
+# Both columns are unique, so at most two rows; the first is taken.
+PUBLIC_STATUS_QUERY = select(*_PUBLIC_COLUMNS).where(
+    or_(
+        _DOSSIER.c.code == bindparam("code"),
+        _DOSSIER.c.official_code == bindparam("official"),
+    )
+)
+
+
+def public_status_params(text: str) -> dict[str, str] | None:
+    """Parameters of PUBLIC_STATUS_QUERY for what was typed; None when nothing can match."""
+    parsed = parse_code(text)
+    official = text.strip().upper()[:64]
+    if parsed is None and not official:
+        return None
+    return {"code": str(parsed) if parsed else "", "official": official}
+
+
+def public_status_from_row(row: Any, catalog: Catalog) -> PublicStatus:
+    """Only public columns go in, so only public facts can come out."""
+    code, procedure_code, agency_code, status, submitted_at, appointment_date = row
+    return PublicStatus(
+        code=code,
+        procedure=_name(catalog.procedures, procedure_code),
+        agency=_name(catalog.agencies, agency_code),
+        status=Status(status),
+        submitted_on=to_local(submitted_at).date(),
+        appointment_date=appointment_date,
+    )
+
+
+def lookup_public_status(
+    session: Session | Connection, text: str, catalog: Catalog
+) -> PublicStatus | None:
+    """Status by code for anyone: reads only the public columns, never personal data."""
+    params = public_status_params(text)
+    row = session.execute(PUBLIC_STATUS_QUERY, params).first() if params is not None else None
+    return public_status_from_row(row, catalog) if row is not None else None
+
+
+def _name(entries: Mapping[str, Agency_ | Procedure_], code: str) -> Text:
+    """A catalog entry's name; the bare code when the catalog no longer has it."""
+    entry = entries.get(code)
+    return entry.name if entry is not None else Text(code, code)

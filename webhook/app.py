@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -21,8 +22,21 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from webhook import health, lookup, sms
 
     settings = settings or get_settings()
-    app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None)
-    app.state.runtime = runtime or build_runtime(settings)
+    runtime = runtime or build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime.async_reader is None:
+            yield
+            return
+        await runtime.async_reader.open()  # its connections belong to this event loop
+        try:
+            yield
+        finally:
+            await runtime.async_reader.close()
+
+    app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(lookup.router)
     app.include_router(sms.router)

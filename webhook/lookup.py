@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from core.codes import parse_code
+from core.lookup import PublicStatus
 from core.messages import render
 from core.qr import lookup_url
 from core.sms import usage_reply
-from storage.dossiers import find_by_code, public_status
-from webhook.app import RuntimeDep, SessionDep, templates
+from storage.db import compiled_for_psycopg
+from storage.dossiers import (
+    PUBLIC_STATUS_QUERY,
+    lookup_public_status,
+    public_status_from_row,
+    public_status_params,
+)
+from webhook.app import templates
+from webhook.runtime import Runtime
 
 router = APIRouter()
+_STATUS_PAGE = templates.get_template("lookup.html")
+_PUBLIC_STATUS_SQL = compiled_for_psycopg(PUBLIC_STATUS_QUERY)
+
+
+async def _public_status(runtime: Runtime, code: str) -> PublicStatus | None:
+    if runtime.async_reader is None:  # SQLite: an in-process read, cheaper inline than a hop
+        with runtime.reader.connect() as connection:
+            return lookup_public_status(connection, code, runtime.catalog)
+    params = public_status_params(code)
+    if params is None:
+        return None
+    async with runtime.async_reader.connection() as connection:
+        cursor = await connection.execute(_PUBLIC_STATUS_SQL, params, prepare=True)
+        row = await cursor.fetchone()
+    return public_status_from_row(row, runtime.catalog) if row is not None else None
 
 
 def _language(lang: str | None) -> str:
@@ -47,16 +70,17 @@ def lookup_form(
 
 
 @router.get("/lookup/{code}")
-def lookup(
+async def lookup(
     code: str,
     request: Request,
-    runtime: RuntimeDep,
-    session: SessionDep,
     lang: str | None = Query(default=None),
 ) -> Response:
+    # Hot path (every QR scan). One indexed point query on the event loop: a thread-pool hop
+    # per request cost more than the query itself (bench/lookup.py). No ORM, no dependencies.
+    runtime: Runtime = request.app.state.runtime
     language = _language(lang)
-    dossier = find_by_code(session, code)
-    if dossier is None:
+    status = await _public_status(runtime, code)
+    if status is None:
         message = render("lookup.not_found", language, code=code)
         if _wants_json(request):
             return JSONResponse({"error": "not_found", "message": message}, status_code=404)
@@ -66,15 +90,11 @@ def lookup(
             {"lang": language, "error": message, "code": code},
             status_code=404,
         )
-    status = public_status(dossier, runtime.catalog)
     if _wants_json(request):
         return JSONResponse(status.as_json(language))
-    return templates.TemplateResponse(
-        request,
-        "lookup.html",
-        {
-            "lang": language,
-            "status": status,
-            "url": lookup_url(runtime.settings.public_base_url, status.code),
-        },
+    page = _STATUS_PAGE.render(
+        lang=language,
+        status=status,
+        url=lookup_url(runtime.settings.public_base_url, status.code),
     )
+    return HTMLResponse(page)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import Engine
 
 from core.calendar import WorkingCalendar, load_calendar
 from core.catalog import Catalog, load_catalog
-from storage.db import make_engine
+from storage.db import autocommit, make_async_reader, make_engine
 from storage.media import DiskMediaStore, MediaStore
 from webhook.settings import Settings
 
@@ -21,15 +22,20 @@ from webhook.settings import Settings
 class Runtime:
     settings: Settings
     engine: Engine
+    reader: Engine  # autocommit view of `engine` for hot single-statement reads (lookups)
+    async_reader: AsyncConnectionPool | None  # PostgreSQL only: hot reads off the event loop
     catalog: Catalog
     calendar: WorkingCalendar
     media: MediaStore
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings.database_url)
     return Runtime(
         settings=settings,
-        engine=make_engine(settings.database_url),
+        engine=engine,
+        reader=autocommit(engine),
+        async_reader=make_async_reader(settings.database_url),
         catalog=load_catalog(settings.catalog_dir),
         calendar=load_calendar(settings.calendar_overrides),
         media=DiskMediaStore(settings.media_dir, settings.media_url),
