@@ -4,7 +4,7 @@ Files are TOML, one per topic (`status.toml`, `sms.toml`, ...). Each table is a 
 values are the languages, Vietnamese first::
 
     [accepted]
-    vi = "Đã tiếp nhận hồ sơ {code}"
+    vi = "<Vietnamese sentence with {code}>"
     en = "Dossier {code} accepted"
 
 `render("status.accepted", "en", code=...)`. Dates and datetimes are shown the Vietnamese way

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.dossier import Action, Actor, Command, MissingItem
+from core.messages import render
 from storage.dossiers import apply_command, count_dossiers, submit_dossier
 
 
@@ -50,7 +51,7 @@ def seed_demo(
                     Action.REQUEST_SUPPLEMENT,
                     Actor.DESK_OFFICER,
                     now,
-                    missing=(MissingItem(first, "Ảnh bị mờ, chụp lại rõ nét toàn trang"),),
+                    missing=(MissingItem(first, render("demo.supplement_reason")),),
                 )
             ]
         for command in commands:

@@ -274,3 +274,16 @@ def _name(entries: Mapping[str, Agency_ | Procedure_], code: str) -> Text:
     """A catalog entry's name; the bare code when the catalog no longer has it."""
     entry = entries.get(code)
     return entry.name if entry is not None else Text(code, code)
+
+
+def citizen_public_statuses(
+    session: Session, citizen_id: int, catalog: Catalog, limit: int = 20
+) -> list[PublicStatus]:
+    """A citizen's own dossiers ("my dossiers"), newest first."""
+    rows = session.execute(
+        select(*_PUBLIC_COLUMNS)
+        .where(_DOSSIER.c.citizen_id == citizen_id)
+        .order_by(_DOSSIER.c.submitted_at.desc(), _DOSSIER.c.id.desc())
+        .limit(limit)
+    )
+    return [public_status_from_row(row, catalog) for row in rows]

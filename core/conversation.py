@@ -1,0 +1,559 @@
+"""The citizen dialogue, written once for every channel (Telegram, Zalo, web chat, tests).
+
+`handle(conversation, incoming, ...)` takes what the citizen sent and returns what to answer; the
+transport translates its own updates into `Incoming` and `Reply` back into its own messages.
+Dialogue state holds only dialogue; anything that reaches the back office (files, dossiers,
+lookups) goes through the `Backoffice` protocol, implemented over storage in `storage.intake`.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from core.catalog import Catalog, DocumentComponent, Procedure
+from core.codes import parse_code
+from core.documents import CheckedDocument, DocumentProblem, check_document
+from core.lookup import PublicStatus
+from core.messages import render, strip_diacritics
+from core.notices import format_fee
+from core.phone import normalize_phone
+
+# ---------------------------------------------------------------------------- what goes in / out
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    data: bytes
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One thing the citizen did. An album of photos arrives as one Incoming with several files."""
+
+    text: str = ""
+    button: str = ""  # data of a pressed button
+    files: tuple[IncomingFile, ...] = ()
+    phone: str = ""  # a shared contact
+    unsupported: bool = False  # sticker, voice, location… anything this dialogue cannot use
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    image_png: bytes | None = None
+    ask_contact: bool = False  # show the channel's "share my phone number" button
+
+
+@dataclass(frozen=True)
+class Submitted:
+    code: str
+    lookup_url: str
+    qr_png: bytes
+
+
+class Backoffice(Protocol):
+    """What the dialogue needs from the rest of the product."""
+
+    def store_file(self, document: CheckedDocument) -> dict[str, Any]: ...
+    def submit(self, conversation: Conversation) -> Submitted: ...
+    def lookup(self, text: str) -> PublicStatus | None: ...
+    def my_dossiers(self) -> list[PublicStatus]: ...
+
+
+# ---------------------------------------------------------------------------- dialogue state
+
+
+@dataclass
+class Conversation:
+    """Where the citizen is in the dialogue and what they have given so far (JSON-safe)."""
+
+    step: str = "menu"
+    lang: str = "vi"
+    procedure: str | None = None
+    agency: str | None = None
+    name: str = ""
+    phone: str = ""
+    component: int = 0
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    editing: bool = False  # came from the review to change one thing; go back there after
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Conversation:
+        # A deep copy: mutating the stored dict in place would hide the change from the database.
+        known = {k: deepcopy(v) for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def start_draft(self, procedure: str) -> None:
+        self.procedure, self.agency, self.component, self.files = procedure, None, 0, {}
+        self.editing = False
+
+
+CANCEL_WORDS = {"huy", "/cancel", "cancel", "thoat"}
+BACK_WORDS = {"quay lai", "/back", "back", "tro lai"}
+MENU_WORDS = {"/start", "menu", "/menu", "bat dau", "start"}
+
+
+def _t(c: Conversation, key: str, **values: Any) -> str:
+    return render(f"chat.{key}", c.lang, **values)
+
+
+def _button(c: Conversation, key: str, data: str) -> Button:
+    return Button(_t(c, f"button.{key}"), data)
+
+
+def handle(
+    c: Conversation, incoming: Incoming, *, catalog: Catalog, backoffice: Backoffice
+) -> list[Reply]:
+    """Advance the dialogue by one input; mutates `c` and returns the replies to send."""
+    words = strip_diacritics(incoming.text).strip().lower()
+    command = incoming.button or words
+    if command.startswith("/start"):
+        payload = incoming.text.strip()[len("/start") :].strip()
+        return _start(c, payload, catalog)
+    if command in MENU_WORDS or command == "menu:home":
+        c.step = "menu"
+        return [_menu(c)]
+    if command in CANCEL_WORDS or command == "nav:cancel":
+        c.step, c.procedure, c.files = "menu", None, {}
+        return [Reply(_t(c, "cancelled")), _menu(c)]
+    if command in BACK_WORDS or command == "nav:back":
+        return _back(c, catalog)
+    if incoming.button.startswith("menu:"):  # menu buttons work from any step
+        return _on_menu(c, incoming, catalog, backoffice)
+    if incoming.unsupported:
+        return [Reply(_t(c, "unsupported")), *_prompt(c, catalog)]
+    step = _STEPS.get(c.step, _on_menu)
+    return step(c, incoming, catalog, backoffice)
+
+
+def _start(c: Conversation, payload: str, catalog: Catalog) -> list[Reply]:
+    """/start, optionally with a deep-link payload naming a procedure (its slug or code)."""
+    c.step = "menu"
+    replies = [Reply(_t(c, "welcome"))]
+    for procedure in catalog.procedures.values():
+        if payload and payload in (procedure.slug, procedure.code):
+            c.start_draft(procedure.code)
+            c.step = "requirements"
+            return [*replies, _requirements(c, procedure, catalog)]
+    return [*replies, _menu(c)]
+
+
+def _menu(c: Conversation) -> Reply:
+    return Reply(
+        _t(c, "menu"),
+        (
+            (_button(c, "submit", "menu:submit"),),
+            (_button(c, "lookup", "menu:lookup"), _button(c, "mine", "menu:mine")),
+            (_button(c, "language", "menu:language"),),
+        ),
+    )
+
+
+def _on_menu(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    match i.button:
+        case "menu:submit":
+            c.step = "choose_procedure"
+            return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
+        case "menu:lookup":
+            c.step = "lookup"
+            return [Reply(_t(c, "lookup_ask"), ((_button(c, "menu", "menu:home"),),))]
+        case "menu:mine":
+            return [_my_dossiers(c, bo)]
+        case "menu:language":
+            c.lang = "en" if c.lang == "vi" else "vi"
+            return [_menu(c)]
+    if i.text and parse_code(i.text):
+        return [_lookup_reply(c, i.text, bo)]
+    if i.text:
+        found = catalog.search(i.text)
+        if found:
+            c.step = "choose_procedure"
+            return _choose_from(c, found, catalog)
+    return [Reply(_t(c, "menu_hint")), _menu(c)]
+
+
+def _procedure_list(
+    c: Conversation, catalog: Catalog, procedures: list[Procedure], intro: str
+) -> Reply:
+    """Procedures as buttons, grouped by field (lĩnh vực)."""
+    lines, rows = [_t(c, f"procedures_{intro}")], []
+    for field_name in dict.fromkeys(p.field.get(c.lang) for p in procedures):
+        lines.append(f"\n{field_name}:")
+        for p in procedures:
+            if p.field.get(c.lang) == field_name:
+                lines.append(f"• {p.name.get(c.lang)}")
+                rows.append((Button(p.name.get(c.lang), f"proc:{p.code}"),))
+    rows.append((_button(c, "menu", "menu:home"),))
+    return Reply("\n".join(lines), tuple(rows))
+
+
+def _choose_from(c: Conversation, found: list[Procedure], catalog: Catalog) -> list[Reply]:
+    if len(found) == 1:
+        c.start_draft(found[0].code)
+        c.step = "requirements"
+        return [_requirements(c, found[0], catalog)]
+    return [_procedure_list(c, catalog, found, "found")]
+
+
+def _on_choose_procedure(
+    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
+) -> list[Reply]:
+    if i.button.startswith("proc:") and i.button[5:] in catalog.procedures:
+        return _choose_from(c, [catalog.procedure(i.button[5:])], catalog)
+    if i.text:
+        found = catalog.search(i.text)
+        if found:
+            return _choose_from(c, found, catalog)
+        return [
+            Reply(_t(c, "procedure_not_found", text=i.text.strip())),
+            _procedure_list(c, catalog, list(catalog.procedures.values()), "choose"),
+        ]
+    return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
+
+
+def _requirements(c: Conversation, procedure: Procedure, catalog: Catalog) -> Reply:
+    lang = c.lang
+    papers = "\n".join(
+        _t(c, "paper_required" if comp.required else "paper_optional", name=comp.name.get(lang))
+        for comp in procedure.components
+    )
+    originals = "\n".join(
+        f"• {comp.name.get(lang)}" for comp in procedure.components if comp.bring_original
+    ) or _t(c, "no_originals")
+    days = _t(c, "same_day") if procedure.same_day else _t(c, "days", n=procedure.processing_days)
+    where = ", ".join(a.name.get(lang) for a in catalog.receiving_agencies(procedure))
+    text = _t(
+        c,
+        "requirements",
+        procedure=procedure.name.get(lang),
+        papers=papers,
+        originals=originals,
+        days=days,
+        fee=format_fee(procedure.fee_vnd, lang),
+        result=procedure.result.get(lang),
+        where=where,
+    )
+    return Reply(
+        text,
+        ((_button(c, "start", "req:start"),), (_button(c, "back", "nav:back"),)),
+    )
+
+
+def _on_requirements(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    procedure = catalog.procedure(c.procedure or "")
+    if i.button == "req:start":
+        agencies = catalog.receiving_agencies(procedure)
+        if len(agencies) == 1:
+            c.agency = agencies[0].code
+            return _ask_name(c, catalog)
+        c.step = "choose_agency"
+        return _prompt(c, catalog)
+    return [Reply(_t(c, "press_start")), _requirements(c, procedure, catalog)]
+
+
+def _agency_choice(c: Conversation, catalog: Catalog) -> Reply:
+    procedure = catalog.procedure(c.procedure or "")
+    rows = tuple(
+        (Button(a.name.get(c.lang), f"agency:{a.code}"),)
+        for a in catalog.receiving_agencies(procedure)
+    )
+    return Reply(_t(c, "choose_agency"), (*rows, (_button(c, "back", "nav:back"),)))
+
+
+def _on_choose_agency(
+    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
+) -> list[Reply]:
+    procedure = catalog.procedure(c.procedure or "")
+    codes = {a.code for a in catalog.receiving_agencies(procedure)}
+    if i.button.startswith("agency:") and i.button[7:] in codes:
+        c.agency = i.button[7:]
+        return _ask_name(c, catalog)
+    return [_agency_choice(c, catalog)]
+
+
+def _ask_name(c: Conversation, catalog: Catalog) -> list[Reply]:
+    if c.editing:
+        return _review(c, catalog)
+    c.step = "name"
+    return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
+
+
+def _on_name(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    name = " ".join(i.text.split())
+    if not (2 <= len(name) <= 80) or not any(ch.isalpha() for ch in name) or i.files:
+        return [Reply(_t(c, "bad_name"))]
+    c.name = name
+    if c.editing:
+        return _review(c, catalog)
+    c.step = "phone"
+    return [_phone_prompt(c)]
+
+
+def _phone_prompt(c: Conversation) -> Reply:
+    return Reply(_t(c, "ask_phone"), ((_button(c, "back", "nav:back"),),), ask_contact=True)
+
+
+def _on_phone(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    phone = normalize_phone(i.phone or i.text)
+    if phone is None:
+        return [Reply(_t(c, "bad_phone"), ask_contact=True)]
+    c.phone = phone
+    if c.editing:
+        return _review(c, catalog)
+    c.step, c.component = "documents", 0
+    return [_document_prompt(c, catalog)]
+
+
+def _current_component(c: Conversation, catalog: Catalog) -> DocumentComponent:
+    return catalog.procedure(c.procedure or "").components[c.component]
+
+
+def _document_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    procedure = catalog.procedure(c.procedure or "")
+    comp = procedure.components[c.component]
+    have = len(c.files.get(comp.code, []))
+    text = _t(
+        c,
+        "ask_document",
+        index=c.component + 1,
+        total=len(procedure.components),
+        name=comp.name.get(c.lang),
+        hint=comp.hint.get(c.lang) or _t(c, "default_hint"),
+        need=_t(c, "need_required" if comp.required else "need_optional", n=comp.min_files),
+    )
+    if have:
+        text += "\n" + _t(c, "have_files", n=have)
+    rows: list[tuple[Button, ...]] = [(_button(c, "done", "doc:done"),)]
+    if not comp.required:
+        rows.append((_button(c, "skip", "doc:skip"),))
+    rows.append((_button(c, "back", "nav:back"), _button(c, "cancel", "nav:cancel")))
+    return Reply(text, tuple(rows))
+
+
+def _on_documents(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    comp = _current_component(c, catalog)
+    kept = c.files.setdefault(comp.code, [])
+    if i.files:
+        return _receive_files(c, i.files, comp, kept, catalog, bo)
+    if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
+        if len(kept) < max(comp.min_files, 1 if comp.required else 0):
+            return [Reply(_t(c, "need_more", n=comp.min_files, name=comp.name.get(c.lang)))]
+        return _next_component(c, catalog)
+    if i.button == "doc:skip" and not comp.required:
+        c.files[comp.code] = []
+        return _next_component(c, catalog)
+    return [
+        Reply(_t(c, "photo_expected", name=comp.name.get(c.lang))),
+        _document_prompt(c, catalog),
+    ]
+
+
+def _receive_files(
+    c: Conversation,
+    files: tuple[IncomingFile, ...],
+    comp: DocumentComponent,
+    kept: list[dict[str, Any]],
+    catalog: Catalog,
+    bo: Backoffice,
+) -> list[Reply]:
+    """Check every file of a batch; keep the good ones; answer once for the whole batch."""
+    problems, accepted = [], 0
+    for number, file in enumerate(files, start=1):
+        if len(kept) >= comp.max_files:
+            problems.append(_t(c, "too_many_files", n=comp.max_files))
+            break
+        try:
+            checked = check_document(file.data, comp.accepted_kinds)
+        except DocumentProblem as problem:
+            reason = render(f"document.{problem.reason}", c.lang, **problem.values)
+            problems.append(_t(c, "file_refused", number=number, reason=reason))
+            continue
+        stored = bo.store_file(checked)
+        if any(f["sha256"] == stored["sha256"] for f in kept):
+            continue  # the same photo twice counts once
+        kept.append(stored)
+        accepted += 1
+    lines = []
+    if accepted:
+        lines.append(_t(c, "files_received", n=accepted, name=comp.name.get(c.lang)))
+    lines += problems
+    if len(kept) >= comp.max_files:
+        return [Reply("\n".join(lines)), *_next_component(c, catalog)]
+    lines.append(_t(c, "more_or_done"))
+    return [Reply("\n".join(lines), ((_button(c, "done", "doc:done"),),))]
+
+
+def _next_component(c: Conversation, catalog: Catalog) -> list[Reply]:
+    total = len(catalog.procedure(c.procedure or "").components)
+    if c.editing or c.component + 1 >= total:
+        return _review(c, catalog)
+    c.component += 1
+    return [_document_prompt(c, catalog)]
+
+
+def _review(c: Conversation, catalog: Catalog) -> list[Reply]:
+    c.step, c.editing = "review", False
+    return [_review_reply(c, catalog)]
+
+
+def _review_reply(c: Conversation, catalog: Catalog) -> Reply:
+    procedure = catalog.procedure(c.procedure or "")
+    papers = "\n".join(
+        _t(c, "review_paper", name=comp.name.get(c.lang), n=len(c.files.get(comp.code, [])))
+        for comp in procedure.components
+    )
+    text = _t(
+        c,
+        "review",
+        procedure=procedure.name.get(c.lang),
+        agency=catalog.agency(c.agency or "").name.get(c.lang),
+        name=c.name,
+        phone=c.phone,
+        papers=papers,
+    )
+    return Reply(
+        text,
+        (
+            (_button(c, "consent_submit", "review:submit"),),
+            (_button(c, "edit_name", "edit:name"), _button(c, "edit_phone", "edit:phone")),
+            (_button(c, "edit_documents", "edit:documents"),),
+            (_button(c, "cancel", "nav:cancel"),),
+        ),
+    )
+
+
+def _on_review(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    match i.button:
+        case "review:submit":
+            return _submit(c, catalog, bo)
+        case "edit:name":
+            c.step, c.editing = "name", True
+            return [Reply(_t(c, "ask_name"))]
+        case "edit:phone":
+            c.step, c.editing = "phone", True
+            return [_phone_prompt(c)]
+        case "edit:documents":
+            c.step, c.component = "documents", 0
+            return [_document_prompt(c, catalog)]
+    return [Reply(_t(c, "review_hint")), _review_reply(c, catalog)]
+
+
+def _submit(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    procedure = catalog.procedure(c.procedure or "")
+    missing = [
+        comp.name.get(c.lang)
+        for comp in procedure.components
+        if comp.required and len(c.files.get(comp.code, [])) < comp.min_files
+    ]
+    if missing:
+        return [Reply(_t(c, "still_missing", papers=", ".join(missing))), _review_reply(c, catalog)]
+    submitted = bo.submit(c)
+    c.step, c.procedure, c.agency, c.files, c.component = "menu", None, None, {}, 0
+    text = _t(c, "submitted", code=submitted.code, url=submitted.lookup_url)
+    return [Reply(text, image_png=submitted.qr_png), _menu(c)]
+
+
+def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    if not i.text.strip():
+        return [Reply(_t(c, "lookup_ask"))]
+    again = Reply(_t(c, "lookup_again"), ((_button(c, "menu", "menu:home"),),))
+    return [_lookup_reply(c, i.text, bo), again]
+
+
+def _lookup_reply(c: Conversation, text: str, bo: Backoffice) -> Reply:
+    status = bo.lookup(text)
+    if status is None:
+        return Reply(_t(c, "lookup_not_found", code=text.strip()))
+    return Reply(_status_text(c, status))
+
+
+def _status_text(c: Conversation, status: PublicStatus) -> str:
+    appointment = (
+        _t(c, "appointment", date=status.appointment_date) if status.appointment_date else ""
+    )
+    return _t(
+        c,
+        "status",
+        code=status.code,
+        procedure=status.procedure.get(c.lang),
+        status=status.status_text(c.lang),
+        appointment=appointment,
+        next_step=status.next_step(c.lang),
+    )
+
+
+def _my_dossiers(c: Conversation, bo: Backoffice) -> Reply:
+    mine = bo.my_dossiers()
+    if not mine:
+        return Reply(_t(c, "mine_empty"), ((_button(c, "submit", "menu:submit"),),))
+    return Reply("\n\n".join([_t(c, "mine"), *(_status_text(c, s) for s in mine)]))
+
+
+def _back(c: Conversation, catalog: Catalog) -> list[Reply]:
+    """One step back, keeping what was given."""
+    c.editing = False
+    match c.step:
+        case "requirements" | "lookup":
+            c.step = "choose_procedure" if c.step == "requirements" else "menu"
+        case "choose_agency" | "name":
+            c.step = "requirements"
+        case "phone":
+            c.step = "name"
+        case "documents" if c.component > 0:
+            c.component -= 1
+        case "documents":
+            c.step = "phone"
+        case "review":
+            c.step = "documents"
+            c.component = len(catalog.procedure(c.procedure or "").components) - 1
+        case _:
+            c.step = "menu"
+    return _prompt(c, catalog)
+
+
+def _prompt(c: Conversation, catalog: Catalog) -> list[Reply]:
+    """What the current step asks for (after back, or after an unexpected input)."""
+    match c.step:
+        case "choose_procedure":
+            return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
+        case "requirements":
+            return [_requirements(c, catalog.procedure(c.procedure or ""), catalog)]
+        case "choose_agency":
+            return [_agency_choice(c, catalog)]
+        case "name":
+            return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
+        case "phone":
+            return [_phone_prompt(c)]
+        case "documents":
+            return [_document_prompt(c, catalog)]
+        case "review":
+            return [_review_reply(c, catalog)]
+        case "lookup":
+            return [Reply(_t(c, "lookup_ask"))]
+    return [_menu(c)]
+
+
+_STEPS = {
+    "menu": _on_menu,
+    "choose_procedure": _on_choose_procedure,
+    "requirements": _on_requirements,
+    "choose_agency": _on_choose_agency,
+    "name": _on_name,
+    "phone": _on_phone,
+    "documents": _on_documents,
+    "review": _on_review,
+    "lookup": _on_lookup,
+}

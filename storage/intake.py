@@ -1,0 +1,140 @@
+"""The dialogue's back office over storage: files, submission, lookups, per-identity state.
+
+Transports (Telegram, Zalo, web chat) call `converse`: it loads the citizen's conversation, runs
+the core dialogue and saves the new state in the same transaction as anything it submitted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.calendar import WorkingCalendar
+from core.catalog import Catalog
+from core.conversation import Conversation, Incoming, Reply, Submitted, handle
+from core.documents import CheckedDocument
+from core.lookup import PublicStatus
+from core.qr import lookup_url, qr_png
+from storage.dossiers import citizen_public_statuses, lookup_public_status, submit_dossier
+from storage.media import MediaStore
+from storage.models import ChannelIdentity, Citizen, DocumentFile, utcnow
+
+
+def identity_for(session: Session, channel: str, external_id: str) -> ChannelIdentity:
+    """The citizen as this channel knows them; created (with an empty citizen) on first contact."""
+    identity = session.execute(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == channel,  # type: ignore[arg-type]
+            ChannelIdentity.external_id == external_id,  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
+    if identity is not None:
+        return identity
+    citizen = Citizen()
+    session.add(citizen)
+    session.flush()
+    assert citizen.id is not None
+    identity = ChannelIdentity(citizen_id=citizen.id, channel=channel, external_id=external_id)
+    session.add(identity)
+    session.flush()
+    return identity
+
+
+class StorageBackoffice:
+    """Implements core.conversation.Backoffice for one citizen identity, in one session."""
+
+    def __init__(
+        self,
+        session: Session,
+        identity: ChannelIdentity,
+        *,
+        catalog: Catalog,
+        calendar: WorkingCalendar,
+        media: MediaStore,
+        public_base_url: str,
+        now: datetime,
+    ) -> None:
+        self.session, self.identity = session, identity
+        self.catalog, self.calendar, self.media = catalog, calendar, media
+        self.public_base_url, self.now = public_base_url, now
+
+    def store_file(self, document: CheckedDocument) -> dict[str, Any]:
+        stored = self.media.put(document.data, document.content_type)
+        return {
+            "key": stored.key,
+            "sha256": stored.sha256,
+            "size": stored.size,
+            "content_type": stored.content_type,
+        }
+
+    def submit(self, conversation: Conversation) -> Submitted:
+        citizen = self.session.get(Citizen, self.identity.citizen_id)
+        assert citizen is not None and conversation.procedure and conversation.agency
+        citizen.full_name, citizen.phone = conversation.name, conversation.phone
+        self.session.add(citizen)
+        dossier, _ = submit_dossier(
+            self.session,
+            catalog=self.catalog,
+            calendar=self.calendar,
+            procedure_code=conversation.procedure,
+            agency_code=conversation.agency,
+            citizen_id=citizen.id,
+            channel=self.identity.channel,
+            at=self.now,
+        )
+        assert dossier.id is not None
+        for component, files in conversation.files.items():
+            for file in files:
+                self.session.add(
+                    DocumentFile(
+                        dossier_id=dossier.id,
+                        component_code=component,
+                        media_key=file["key"],
+                        sha256=file["sha256"],
+                        size=file["size"],
+                        content_type=file["content_type"],
+                    )
+                )
+        url = lookup_url(self.public_base_url, dossier.code)
+        return Submitted(code=dossier.code, lookup_url=url, qr_png=qr_png(url))
+
+    def lookup(self, text: str) -> PublicStatus | None:
+        return lookup_public_status(self.session, text, self.catalog)
+
+    def my_dossiers(self) -> list[PublicStatus]:
+        return citizen_public_statuses(self.session, self.identity.citizen_id, self.catalog)
+
+
+def converse(
+    session: Session,
+    *,
+    channel: str,
+    external_id: str,
+    incoming: Incoming,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    media: MediaStore,
+    public_base_url: str,
+    now: datetime | None = None,
+) -> list[Reply]:
+    """One turn of the dialogue for one channel identity, persisted in the caller's transaction."""
+    identity = identity_for(session, channel, external_id)
+    conversation = Conversation.from_json(identity.conversation)
+    backoffice = StorageBackoffice(
+        session,
+        identity,
+        catalog=catalog,
+        calendar=calendar,
+        media=media,
+        public_base_url=public_base_url,
+        now=now or utcnow(),
+    )
+    replies = handle(conversation, incoming, catalog=catalog, backoffice=backoffice)
+    identity.conversation = conversation.to_json()
+    identity.language = conversation.lang
+    identity.last_seen_at = now or utcnow()
+    session.add(identity)
+    return replies

@@ -1,0 +1,233 @@
+"""The citizen dialogue as transcripts: what the citizen does, what the bot answers.
+
+The back office is the real one (SQLite + media on disk), so a submission really creates a
+dossier with a code and a QR code that decodes to its lookup URL.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from core.calendar import WorkingCalendar
+from core.catalog import Catalog
+from core.conversation import Incoming, IncomingFile, Reply
+from storage.db import make_engine, session_scope
+from storage.intake import converse
+from storage.media import DiskMediaStore
+from storage.models import Citizen, DocumentFile, Dossier
+from tests import images
+
+BASE = "https://hcc.example.vn"
+NOW = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+
+
+class Chat:
+    """One citizen talking to the bot; every turn goes through storage like a real channel."""
+
+    def __init__(self, engine: Engine, catalog: Catalog, calendar: WorkingCalendar, media: Path):
+        self.engine, self.catalog, self.calendar = engine, catalog, calendar
+        self.media = DiskMediaStore(media)
+        self.external_id = "citizen-1"
+
+    def send(self, text: str = "", **kwargs: object) -> list[Reply]:
+        incoming = Incoming(text=text, **kwargs)  # type: ignore[arg-type]
+        with session_scope(self.engine) as session:
+            return converse(
+                session,
+                channel="telegram",
+                external_id=self.external_id,
+                incoming=incoming,
+                catalog=self.catalog,
+                calendar=self.calendar,
+                media=self.media,
+                public_base_url=BASE,
+                now=NOW,
+            )
+
+    def press(self, data: str) -> list[Reply]:
+        return self.send(button=data)
+
+    def photos(self, *datas: bytes) -> list[Reply]:
+        return self.send(files=tuple(IncomingFile(d) for d in datas))
+
+
+def said(replies: list[Reply]) -> str:
+    return "\n".join(reply.text for reply in replies)
+
+
+def buttons(replies: list[Reply]) -> list[str]:
+    return [b.data for reply in replies for row in reply.buttons for b in row]
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def chat(engine: Engine, catalog: Catalog, calendar: WorkingCalendar, tmp_path: Path) -> Chat:
+    return Chat(engine, catalog, calendar, tmp_path / "media")
+
+
+def first_agency(chat: Chat, slug: str) -> str:
+    procedure = chat.catalog.procedure_by_slug(slug)
+    return f"agency:{chat.catalog.receiving_agencies(procedure)[0].code}"
+
+
+def to_documents(chat: Chat, slug: str) -> None:
+    """Deep link to a procedure and answer everything up to its first paper."""
+    chat.send(f"/start {slug}")
+    chat.press("req:start")
+    chat.press(first_agency(chat, slug))
+    chat.send("Trần Văn Bình")
+    assert "Giấy tờ 1/" in said(chat.send("0987654321"))
+
+
+def submit_through(chat: Chat, slug: str, *, search: str) -> list[Reply]:
+    """The happy path for one procedure: every required paper photographed, then submitted."""
+    procedure = chat.catalog.procedure_by_slug(slug)
+    assert "Xin chào" in said(chat.send("/start"))
+    replies = chat.send(search)
+    assert procedure.name.vi in said(replies)
+    if "req:start" not in buttons(replies):
+        replies = chat.press(f"proc:{procedure.code}")
+    assert "Giấy tờ cần chụp" in said(replies)
+    replies = chat.press("req:start")
+    agencies = chat.catalog.receiving_agencies(procedure)
+    if len(agencies) > 1:
+        assert buttons(replies)[: len(agencies)] == [f"agency:{a.code}" for a in agencies]
+        replies = chat.press(f"agency:{agencies[-1].code}")
+    assert "Họ và tên" in said(replies)
+    assert "Số điện thoại" in said(chat.send("Nguyễn Thị Mai"))
+    replies = chat.send(phone="0912 345 678")
+    for index, component in enumerate(procedure.components):
+        assert component.name.vi in said(replies)
+        if component.required:
+            replies = chat.photos(images.good_jpeg(seed=index))
+            assert "Đã nhận 1 ảnh" in said(replies)
+            if "doc:done" in buttons(replies):
+                replies = chat.press("doc:done")
+        else:
+            replies = chat.press("doc:skip")
+    assert "Kiểm tra lại trước khi nộp" in said(replies)
+    assert "+84912345678" in said(replies)
+    return chat.press("review:submit")
+
+
+@pytest.mark.parametrize(
+    ("slug", "search"),
+    [
+        ("khai-sinh", "khai sinh con"),
+        ("khai-tu", "khai tử"),
+        ("ho-kinh-doanh", "ho kinh doanh"),
+        ("thay-doi-dang-ky-thue", "thuế"),
+        ("ly-lich-tu-phap", "ly lich tu phap"),
+    ],
+)
+def test_happy_path_for_each_procedure(chat: Chat, engine: Engine, slug: str, search: str) -> None:
+    replies = submit_through(chat, slug, search=search)
+    text = said(replies)
+    assert "Đã nộp hồ sơ" in text
+    with Session(engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+        files = session.execute(select(DocumentFile)).scalars().all()
+        citizen = session.get(Citizen, dossier.citizen_id)
+    assert dossier.code in text and f"HS {dossier.code}" in text
+    assert dossier.status == "submitted"
+    procedure = chat.catalog.procedure_by_slug(slug)
+    assert len(files) == sum(1 for c in procedure.components if c.required)
+    assert all(chat.media.exists(f.media_key) for f in files)
+    assert citizen is not None and citizen.full_name == "Nguyễn Thị Mai"
+    qr = next(r.image_png for r in replies if r.image_png)
+    decoded = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(qr)))]
+    assert decoded == [f"{BASE}/lookup/{dossier.code}"]
+
+
+def test_pressing_submit_twice_makes_one_dossier(chat: Chat, engine: Engine) -> None:
+    submit_through(chat, "ho-kinh-doanh", search="ho kinh doanh")
+    again = chat.press("review:submit")
+    assert "Đã nộp hồ sơ" not in said(again)
+    with Session(engine) as session:
+        assert len(session.execute(select(Dossier)).scalars().all()) == 1
+
+
+def test_bad_files_say_what_to_retake_and_change_nothing(chat: Chat) -> None:
+    to_documents(chat, "ho-kinh-doanh")
+    cases = [
+        (images.blurred_jpeg(), "ảnh bị mờ"),
+        (images.dark_jpeg(), "ảnh quá tối"),
+        (images.tiny_jpeg(), "ảnh quá nhỏ"),
+        (b"not an image", "không phải ảnh hoặc tệp PDF"),
+        (images.bomb_png(), "kích thước bất thường"),
+    ]
+    for data, reason in cases:
+        text = said(chat.photos(data))
+        assert reason in text
+        assert "Đã nhận" not in text
+    # Nothing was kept: "done" still asks for the paper.
+    assert "Cần ít nhất 1 ảnh" in said(chat.press("doc:done"))
+
+
+def test_an_album_gets_one_answer(chat: Chat) -> None:
+    to_documents(chat, "ho-kinh-doanh")
+    replies = chat.photos(images.good_jpeg(1), images.good_jpeg(2), images.blurred_jpeg())
+    assert len(replies) == 1
+    assert "Đã nhận 2 ảnh" in replies[0].text and "Ảnh thứ 3" in replies[0].text
+
+
+def test_unexpected_input_gets_a_hint_for_the_current_step(chat: Chat) -> None:
+    to_documents(chat, "khai-sinh")
+    text = said(chat.send("đây là tờ khai"))
+    assert "hãy gửi ảnh chụp “Tờ khai đăng ký khai sinh”" in text
+    sticker = chat.send(unsupported=True)
+    assert "chưa hiểu" in said(sticker) and "Tờ khai đăng ký khai sinh" in said(sticker)
+    assert "Số điện thoại di động" in said(chat.press("nav:back"))
+    assert "Số điện thoại chưa đúng" in said(chat.send("12345"))
+
+
+def test_back_and_cancel_work_everywhere(chat: Chat, engine: Engine) -> None:
+    chat.send("/start khai-sinh")
+    chat.press("req:start")
+    chat.press(first_agency(chat, "khai-sinh"))
+    assert "Giấy tờ cần chụp" in said(chat.send("quay lại"))  # name → requirements
+    chat.press("req:start")
+    chat.press(first_agency(chat, "khai-sinh"))
+    chat.send("Phạm Thị Dung")
+    assert "Họ và tên" in said(chat.press("nav:back"))  # phone → name
+    assert "Đã hủy" in said(chat.send("Hủy"))
+    assert "menu:submit" in buttons(chat.send("menu"))
+    with Session(engine) as session:
+        assert session.execute(select(Dossier)).first() is None
+
+
+def test_lookup_by_code_and_my_dossiers(chat: Chat, engine: Engine) -> None:
+    submit_through(chat, "khai-sinh", search="khai sinh")
+    with Session(engine) as session:
+        code = session.execute(select(Dossier.code)).scalar_one()
+    assert "Đã nộp, chờ cán bộ kiểm tra" in said(chat.send(code.lower()))
+    chat.press("menu:lookup")
+    assert "Không tìm thấy hồ sơ" in said(chat.send(code.replace("0001", "0077")))
+    mine = said(chat.press("menu:mine"))
+    assert code in mine and "Đăng ký khai sinh" in mine
+    other = Chat(chat.engine, chat.catalog, chat.calendar, chat.media.root)
+    other.external_id = "someone-else"
+    assert "chưa có hồ sơ" in said(other.press("menu:mine"))  # only their own
+
+
+def test_english(chat: Chat) -> None:
+    chat.send("/start")
+    labels = [b.label for r in chat.press("menu:language") for row in r.buttons for b in row]
+    assert labels[0] == "📝 Submit a dossier"
+    assert "Papers to photograph" in said(chat.send("birth"))
