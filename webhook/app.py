@@ -19,27 +19,42 @@ templates.env.globals["t"] = render
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import health, lookup, sms
+    from webhook import health, lookup, sms, telegram
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
 
+    citizen_bot = None
+    if settings.telegram_citizen_token is not None:
+        from bots.telegram_citizen import make_bot
+
+        token = settings.telegram_citizen_token.get_secret_value()
+        citizen_bot = make_bot(token, settings.telegram_api_base)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if runtime.async_reader is None:
-            yield
-            return
-        await runtime.async_reader.open()  # its connections belong to this event loop
+        if runtime.async_reader is not None:
+            await runtime.async_reader.open()  # its connections belong to this event loop
         try:
             yield
         finally:
-            await runtime.async_reader.close()
+            if runtime.async_reader is not None:
+                await runtime.async_reader.close()
+            if citizen_bot is not None:
+                await citizen_bot.session.close()
 
     app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.citizen_bot = citizen_bot
+    app.state.citizen_dispatcher = None
+    if citizen_bot is not None:
+        from bots.telegram_citizen import make_dispatcher
+
+        app.state.citizen_dispatcher = make_dispatcher(runtime)
     app.include_router(health.router)
     app.include_router(lookup.router)
     app.include_router(sms.router)
+    app.include_router(telegram.router)
     return app
 
 

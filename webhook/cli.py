@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     catalog.add_argument("--check", type=Path, metavar="FILE", help="validate an operator file")
     catalog.add_argument("--lang", default="vi", choices=["vi", "en"])
 
+    telegram = commands.add_parser("telegram", help="Telegram bot administration")
+    telegram.add_argument("action", choices=["setup"], help="register the citizen bot webhook")
+
     args = parser.parse_args(argv)
+    if args.command == "telegram":
+        return _telegram_setup()
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
     if args.command == "migrate":
@@ -76,6 +81,28 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         workers=workers,
         log_level="info",
     )
+    return 0
+
+
+def _telegram_setup() -> int:
+    import asyncio
+
+    from bots.telegram_citizen import make_bot, setup_webhook
+
+    settings = get_settings()
+    token, secret = settings.telegram_citizen_token, settings.telegram_webhook_secret
+    if token is None or secret is None:
+        print("Set TELEGRAM_CITIZEN_TOKEN and TELEGRAM_WEBHOOK_SECRET first.", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        bot = make_bot(token.get_secret_value(), settings.telegram_api_base)
+        try:
+            return await setup_webhook(bot, settings.public_base_url, secret.get_secret_value())
+        finally:
+            await bot.session.close()
+
+    print(f"Webhook registered: {asyncio.run(run())}")
     return 0
 
 

@@ -1,0 +1,168 @@
+"""Citizen bot on Telegram (aiogram 3): translate updates into the core dialogue and back.
+
+The web route checks the secret header and the replay guard; this module turns a Telegram
+update into `Incoming`, runs one dialogue turn over storage, and sends the `Reply`s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+
+from core.conversation import Incoming, IncomingFile, Reply
+from core.documents import MAX_BYTES
+from core.messages import render
+from storage.db import session_scope
+from storage.inbound import first_delivery
+from storage.intake import converse
+
+CHANNEL = "telegram"
+DOCUMENT_TYPES = ("image/", "application/pdf")
+
+
+def make_bot(token: str, api_base: str) -> Bot:
+    """A Bot whose every call goes to `api_base` (the public API, a local server, or a fake)."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    return Bot(token=token, session=session)
+
+
+def make_dispatcher(runtime: Any) -> Dispatcher:
+    """One router for the citizen dialogue; `runtime` is the web app's Runtime."""
+    router = Router(name="citizen")
+
+    @router.callback_query()
+    async def on_button(query: CallbackQuery, bot: Bot, event_update: Update) -> None:
+        await query.answer()
+        if query.message is None or query.data is None:
+            return
+        incoming = Incoming(button=query.data)
+        await _turn(runtime, bot, event_update, query.message.chat.id, incoming)
+
+    @router.message(F.contact)
+    async def on_contact(message: Message, bot: Bot, event_update: Update) -> None:
+        assert message.contact is not None
+        incoming = Incoming(phone=message.contact.phone_number)
+        await _turn(runtime, bot, event_update, message.chat.id, incoming)
+
+    @router.message(F.photo | F.document)
+    async def on_file(message: Message, bot: Bot, event_update: Update) -> None:
+        data = await _download(bot, message)
+        if data is None:
+            await bot.send_message(message.chat.id, render("chat.file_too_large_telegram"))
+            return
+        incoming = Incoming(text=message.caption or "", files=(IncomingFile(data),))
+        await _turn(runtime, bot, event_update, message.chat.id, incoming)
+
+    @router.message(F.text)
+    async def on_text(message: Message, bot: Bot, event_update: Update) -> None:
+        incoming = Incoming(text=message.text or "")
+        await _turn(runtime, bot, event_update, message.chat.id, incoming)
+
+    @router.message()
+    async def on_other(message: Message, bot: Bot, event_update: Update) -> None:
+        await _turn(runtime, bot, event_update, message.chat.id, Incoming(unsupported=True))
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def _download(bot: Bot, message: Message) -> bytes | None:
+    """The photo (largest size within the limit) or image/PDF document; None if too large."""
+    if message.photo:
+        sizes = [p for p in message.photo if (p.file_size or 0) <= MAX_BYTES]
+        if not sizes:
+            return None
+        file_id = max(sizes, key=lambda p: p.width * p.height).file_id
+    else:
+        document = message.document
+        assert document is not None
+        if (document.file_size or 0) > MAX_BYTES:
+            return None
+        file_id = document.file_id  # the content is checked later, whatever the name says
+    file = await bot.get_file(file_id)
+    assert file.file_path is not None
+    downloaded = await bot.download_file(file.file_path)
+    assert downloaded is not None
+    return downloaded.read()
+
+
+async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming) -> None:
+    """One dialogue turn; the update id is recorded in the same transaction, so a redelivered
+    update is dropped and a turn that failed is retried whole when Telegram redelivers it."""
+
+    def run() -> list[Reply]:
+        with session_scope(runtime.engine) as session:
+            if not first_delivery(session, CHANNEL, str(update.update_id)):
+                return []
+            return converse(
+                session,
+                channel=CHANNEL,
+                external_id=str(chat_id),
+                incoming=incoming,
+                catalog=runtime.catalog,
+                calendar=runtime.calendar,
+                media=runtime.media,
+                public_base_url=runtime.settings.public_base_url,
+            )
+
+    for reply in await anyio.to_thread.run_sync(run):
+        await send_reply(bot, chat_id, reply)
+
+
+async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
+    markup: Any = None
+    if reply.ask_contact:
+        markup = ReplyKeyboardMarkup(
+            keyboard=[[KeyboardButton(text=render("chat.share_phone"), request_contact=True)]],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+    elif reply.buttons:
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row]
+                for row in reply.buttons
+            ]
+        )
+    if reply.image_png is not None:
+        photo = BufferedInputFile(reply.image_png, filename="qr.png")
+        await bot.send_photo(chat_id, photo, caption=reply.text[:1024], reply_markup=markup)
+        return
+    if markup is None:
+        markup = ReplyKeyboardRemove()
+    await bot.send_message(chat_id, reply.text[:4096], reply_markup=markup)
+
+
+COMMANDS = ("start", "menu", "cancel")
+
+
+async def setup_webhook(bot: Bot, public_base_url: str, secret: str) -> str:
+    """Register our webhook with its secret, and the command menu in Vietnamese and English."""
+    url = f"{public_base_url.rstrip('/')}/webhook/telegram/citizen"
+    await bot.set_webhook(
+        url=url, secret_token=secret, allowed_updates=["message", "callback_query"]
+    )
+    for lang in ("vi", "en"):
+        commands = [
+            BotCommand(command=name, description=render(f"chat.command.{name}", lang))
+            for name in COMMANDS
+        ]
+        await bot.set_my_commands(commands, language_code=lang)
+    return url

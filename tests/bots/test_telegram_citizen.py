@@ -1,0 +1,191 @@
+"""The citizen bot end to end: Telegram updates into POST /webhook/telegram/citizen, replies out
+to a fake Bot API server on 127.0.0.1, a real dossier in the database."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zxingcpp
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from storage.models import DocumentFile, Dossier, InboundEvent
+from tests import images
+from tests.fakes.telegram import FakeTelegram, Updates
+from tests.servers import live_server
+from webhook.app import create_app
+from webhook.settings import Settings
+
+TOKEN = "123456:TEST-citizen"
+SECRET = "webhook-secret-1"
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    fake = FakeTelegram(TOKEN)
+    with live_server(fake.app) as base:
+        yield fake, base
+
+
+@pytest.fixture
+def client(settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[TestClient]:
+    _, base = telegram
+    configured = settings.model_copy(
+        update={
+            "telegram_citizen_token": SecretStr(TOKEN),
+            "telegram_webhook_secret": SecretStr(SECRET),
+            "telegram_api_base": base,
+        }
+    )
+    app = create_app(configured)
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.runtime.engine.dispose()
+
+
+def post(client: TestClient, update: dict[str, Any], secret: str = SECRET) -> int:
+    response = client.post(
+        "/webhook/telegram/citizen",
+        json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+    )
+    return response.status_code
+
+
+def last_text(fake: FakeTelegram) -> str:
+    sent = [c for c in fake.calls if c.method in ("sendMessage", "sendPhoto")]
+    call = sent[-1]
+    return str(call.params.get("text") or call.params.get("caption"))
+
+
+def count(client: TestClient, model: Any) -> int:
+    with Session(client.app.state.runtime.engine) as session:  # type: ignore[attr-defined]
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_from_hello_to_a_dossier_with_code_and_qr(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    catalog = client.app.state.runtime.catalog  # type: ignore[attr-defined]
+    procedure = catalog.procedure_by_slug("ho-kinh-doanh")
+    agency = catalog.receiving_agencies(procedure)[0]
+
+    assert post(client, chat.text("/start")) == 200
+    welcome = fake.sent("sendMessage")
+    assert "Xin chào" in welcome[0].params["text"]
+    keyboard = welcome[-1].params["reply_markup"]["inline_keyboard"]
+    assert keyboard[0][0]["callback_data"] == "menu:submit"
+
+    post(client, chat.text("ho kinh doanh"))
+    assert "Giấy tờ cần chụp" in last_text(fake)
+    post(client, chat.button("req:start"))
+    assert fake.sent("answerCallbackQuery")
+    post(client, chat.button(f"agency:{agency.code}"))
+    post(client, chat.text("Nguyễn Thị Mai"))
+    contact_prompt = fake.sent("sendMessage")[-1].params["reply_markup"]
+    assert contact_prompt["keyboard"][0][0]["request_contact"] is True
+    post(client, chat.contact("+84912345678"))
+    assert "Giấy tờ 1/3" in last_text(fake)
+
+    fake.add_file("photo-1", images.good_jpeg(1))
+    post(client, chat.photo("photo-1"))
+    get_file = fake.sent("getFile")
+    assert [c.params["file_id"] for c in get_file] == ["photo-1"]  # the largest size
+    assert "Đã nhận 1 ảnh" in last_text(fake)
+    post(client, chat.button("doc:done"))
+
+    fake.add_file("scan-2", images.good_jpeg(2), path="documents/cccd.pdf")
+    post(client, chat.document("scan-2", "cccd.pdf", "application/pdf", 200000))
+    assert "Đã nhận 1 ảnh" in last_text(fake)  # judged by content, not by the name
+    post(client, chat.button("doc:done"))
+    post(client, chat.button("doc:skip"))
+    assert "Kiểm tra lại trước khi nộp" in last_text(fake)
+
+    post(client, chat.button("review:submit"))
+    photo = fake.sent("sendPhoto")[-1]
+    with Session(client.app.state.runtime.engine) as session:  # type: ignore[attr-defined]
+        dossier = session.execute(select(Dossier)).scalar_one()
+        files = session.execute(select(DocumentFile)).scalars().all()
+    assert dossier.code in photo.params["caption"]
+    assert int(photo.params["chat_id"]) == chat.chat_id
+    qr = Image.open(io.BytesIO(photo.files["photo"]))
+    assert [r.text for r in zxingcpp.read_barcodes(qr)] == [
+        f"https://hcc.example.vn/lookup/{dossier.code}"
+    ]
+    assert len(files) == 2
+
+
+def test_replayed_update_is_acknowledged_and_ignored(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    update = Updates().text("/start")
+    assert post(client, update) == 200
+    calls = len(fake.calls)
+    assert post(client, update) == 200
+    assert len(fake.calls) == calls
+    assert count(client, InboundEvent) == 1
+
+
+def test_forged_secret_is_refused_and_stores_nothing(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    assert post(client, Updates().text("/start"), secret="guess") == 401
+    assert post(client, Updates().text("/start"), secret="") == 401
+    assert fake.calls == []
+    assert count(client, InboundEvent) == 0
+
+
+def test_malformed_update_is_refused(client: TestClient) -> None:
+    response = client.post(
+        "/webhook/telegram/citizen",
+        content=b"{not json",
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
+    assert response.status_code == 400
+    assert count(client, InboundEvent) == 0
+
+
+def test_sticker_gets_a_hint_not_a_dead_end(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    post(client, Updates().sticker())
+    assert "chưa hiểu" in fake.sent("sendMessage")[0].params["text"]
+
+
+def test_hcc_telegram_setup_registers_webhook_and_commands(
+    telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook.cli import main
+    from webhook.settings import get_settings
+
+    fake, base = telegram
+    for name, value in {
+        "TELEGRAM_CITIZEN_TOKEN": TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_API_BASE": base,
+        "PUBLIC_BASE_URL": "https://hcc.example.vn",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["telegram", "setup"]) == 0
+    finally:
+        get_settings.cache_clear()
+    webhook = fake.sent("setWebhook")[0].params
+    assert webhook["url"] == "https://hcc.example.vn/webhook/telegram/citizen"
+    assert webhook["secret_token"] == SECRET
+    assert webhook["allowed_updates"] == ["message", "callback_query"]
+    menus = {c.params["language_code"]: c.params["commands"] for c in fake.sent("setMyCommands")}
+    assert {c["command"] for c in menus["vi"]} == {"start", "menu", "cancel"}
+    assert menus["en"][0]["description"] == "Start"

@@ -1,0 +1,189 @@
+"""A fake Telegram Bot API on 127.0.0.1: records every call, serves files, speaks the real format.
+
+Methods answer as the Bot API does (`{"ok": true, "result": ...}`); files registered with
+`add_file` are served from `/file/bot<token>/<file_path>` after `getFile`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class FakeTelegram:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
+        self._ids = itertools.count(1000)
+        self.app = Starlette(
+            routes=[
+                Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
+                Route("/file/bot{token}/{path:path}", self._file, methods=["GET"]),
+            ]
+        )
+
+    def add_file(self, file_id: str, content: bytes, path: str | None = None) -> None:
+        self.files[file_id] = (path or f"photos/{file_id}.jpg", content)
+
+    def sent(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    async def _method(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return JSONResponse(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
+            )
+        method = request.path_params["method"]
+        params: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            for key, value in form.multi_items():
+                if hasattr(value, "read"):
+                    files[key] = await value.read()
+                else:
+                    params[key] = _maybe_json(str(value))
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            form = await request.form()
+            params = {k: _maybe_json(str(v)) for k, v in form.multi_items()}
+        elif await request.body():
+            params = await request.json()
+        for name, value in list(params.items()):  # aiogram uploads as "attach://<field>"
+            if isinstance(value, str) and value.startswith("attach://"):
+                files[name] = files.get(value.removeprefix("attach://"), b"")
+        self.calls.append(Call(method, params, files))
+        return JSONResponse({"ok": True, "result": self._result(method, params)})
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getFile":
+            path, content = self.files[params["file_id"]]
+            return {
+                "file_id": params["file_id"],
+                "file_unique_id": f"u{params['file_id']}",
+                "file_size": len(content),
+                "file_path": path,
+            }
+        if method in ("sendMessage", "sendPhoto", "sendDocument"):
+            chat_id = int(params["chat_id"])
+            message: dict[str, Any] = {
+                "message_id": next(self._ids),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+            }
+            if method == "sendMessage":
+                message["text"] = params.get("text", "")
+            else:
+                message["caption"] = params.get("caption", "")
+                message["photo"] = [
+                    {"file_id": "sent", "file_unique_id": "sent", "width": 1, "height": 1}
+                ]
+            return message
+        if method == "getMe":
+            return {"id": 1, "is_bot": True, "first_name": "HCC", "username": "hcc_bot"}
+        return True
+
+    async def _file(self, request: Request) -> Response:
+        path = request.path_params["path"]
+        for file_path, content in self.files.values():
+            if file_path == path:
+                return Response(content, media_type="application/octet-stream")
+        return Response(status_code=404)
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class Updates:
+    """Real-shaped Bot API updates from one private chat."""
+
+    def __init__(self, chat_id: int = 424242) -> None:
+        self.chat_id = chat_id
+        self._update_ids = itertools.count(5000)
+        self._message_ids = itertools.count(1)
+
+    def _chat(self) -> dict[str, Any]:
+        return {"id": self.chat_id, "type": "private", "first_name": "Mai"}
+
+    def _user(self) -> dict[str, Any]:
+        return {"id": self.chat_id, "is_bot": False, "first_name": "Mai", "language_code": "vi"}
+
+    def _message(self, **content: Any) -> dict[str, Any]:
+        return {
+            "update_id": next(self._update_ids),
+            "message": {
+                "message_id": next(self._message_ids),
+                "from": self._user(),
+                "chat": self._chat(),
+                "date": int(time.time()),
+                **content,
+            },
+        }
+
+    def text(self, text: str) -> dict[str, Any]:
+        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return self._message(text=text, **({"entities": entities} if text.startswith("/") else {}))
+
+    def contact(self, phone: str) -> dict[str, Any]:
+        contact = {"phone_number": phone, "first_name": "Mai", "user_id": self.chat_id}
+        return self._message(contact=contact)
+
+    def photo(self, file_id: str, width: int = 1200, height: int = 1600) -> dict[str, Any]:
+        """A photo as Telegram sends it: several sizes, the largest last."""
+        sizes = [
+            {"file_id": f"{file_id}-s", "file_unique_id": f"{file_id}s", "width": 90,
+             "height": 120, "file_size": 2000},
+            {"file_id": f"{file_id}-m", "file_unique_id": f"{file_id}m", "width": 600,
+             "height": 800, "file_size": 40000},
+            {"file_id": file_id, "file_unique_id": f"{file_id}x", "width": width,
+             "height": height, "file_size": 180000},
+        ]  # fmt: skip
+        return self._message(photo=sizes)
+
+    def document(self, file_id: str, name: str, mime: str, size: int) -> dict[str, Any]:
+        document = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": name,
+                    "mime_type": mime, "file_size": size}  # fmt: skip
+        return self._message(document=document)
+
+    def sticker(self) -> dict[str, Any]:
+        sticker = {"file_id": "st", "file_unique_id": "st", "type": "regular", "width": 512,
+                   "height": 512, "is_animated": False, "is_video": False}  # fmt: skip
+        return self._message(sticker=sticker)
+
+    def button(self, data: str) -> dict[str, Any]:
+        return {
+            "update_id": next(self._update_ids),
+            "callback_query": {
+                "id": str(next(self._message_ids)),
+                "from": self._user(),
+                "chat_instance": "ci-1",
+                "data": data,
+                "message": {
+                    "message_id": 1,
+                    "date": int(time.time()),
+                    "chat": self._chat(),
+                    "from": {"id": 1, "is_bot": True, "first_name": "HCC"},
+                    "text": "…",
+                },
+            },
+        }

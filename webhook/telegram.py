@@ -1,0 +1,31 @@
+"""POST /webhook/telegram/citizen: the citizen bot's webhook."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from webhook.app import RuntimeDep
+
+router = APIRouter()
+
+
+@router.post("/webhook/telegram/citizen")
+async def telegram_citizen(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    bot, dispatcher = request.app.state.citizen_bot, request.app.state.citizen_dispatcher
+    secret = runtime.settings.telegram_webhook_secret
+    if bot is None or secret is None:
+        return JSONResponse({"error": "telegram_not_configured"}, status_code=503)
+    given = request.headers.get("x-telegram-bot-api-secret-token", "")
+    if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+        return JSONResponse({"error": "bad_secret"}, status_code=401)
+    try:
+        update = json.loads(await request.body())
+        int(update["update_id"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": "malformed_update"}, status_code=400)
+    await dispatcher.feed_webhook_update(bot, update)
+    return JSONResponse({"ok": True})
