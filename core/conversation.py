@@ -131,6 +131,8 @@ def handle(
         return [Reply(_t(c, "cancelled")), _menu(c)]
     if command in BACK_WORDS or command == "nav:back":
         return _back(c, catalog)
+    if command == "nav:resume":  # a page reloaded: ask again what the current step asks
+        return _prompt(c, catalog)
     if incoming.button.startswith("menu:"):  # menu buttons work from any step
         return _on_menu(c, incoming, catalog, backoffice)
     if incoming.unsupported:

@@ -19,7 +19,7 @@ templates.env.globals["t"] = render
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import health, lookup, sms, telegram
+    from webhook import health, lookup, sms, telegram, webchat
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(lookup.router)
     app.include_router(sms.router)
     app.include_router(telegram.router)
+    app.include_router(webchat.router)
     return app
 
 

@@ -1,0 +1,98 @@
+"""The web chat: the same dialogue in a browser, behind a signed session cookie."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlmodel import Session
+
+from storage.models import Dossier
+from tests import images
+from tests.browser import chromium_page, live_server
+from webhook.app import create_app
+from webhook.settings import Settings
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.runtime.engine.dispose()
+
+
+def test_page_sets_a_signed_httponly_cookie(client: TestClient) -> None:
+    response = client.get("/chat")
+    assert response.status_code == 200 and 'capture="environment"' in response.text
+    cookie = response.headers["set-cookie"]
+    assert "hcc_chat=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    replies = client.post("/chat/api/send", data={"text": "/start"}).json()["replies"]
+    assert "Xin chào" in replies[0]["text"]
+
+
+def test_no_or_forged_session_is_refused(client: TestClient) -> None:
+    assert client.post("/chat/api/send", data={"text": "hi"}).status_code == 401
+    client.cookies.set("hcc_chat", "someone-else.0000")
+    assert client.post("/chat/api/send", data={"text": "hi"}).status_code == 401
+
+
+def test_cross_site_post_is_refused(client: TestClient) -> None:
+    client.get("/chat")
+    response = client.post(
+        "/chat/api/send", data={"text": "hi"}, headers={"Origin": "https://evil.example"}
+    )
+    assert response.status_code == 403
+
+
+def test_two_browsers_have_separate_conversations(client: TestClient, settings: Settings) -> None:
+    client.get("/chat")
+    client.post("/chat/api/send", data={"button": "menu:language"})
+    other = TestClient(client.app)  # a second browser: its own cookie jar
+    other.get("/chat")
+    vi = other.post("/chat/api/send", data={"text": "menu"}).json()["replies"]
+    assert "Bạn muốn làm gì" in vi[0]["text"]
+    en = client.post("/chat/api/send", data={"text": "menu"}).json()["replies"]
+    assert "What would you like to do" in en[0]["text"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_submit_a_dossier_in_chromium(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings)
+    photo = tmp_path / "to-khai.jpg"
+    photo.write_bytes(images.good_jpeg(3))
+    blurred = tmp_path / "mo.jpg"
+    blurred.write_bytes(images.blurred_jpeg())
+    with live_server(app) as base, chromium_page() as page:
+        page.goto(f"{base}/chat")
+        page.wait_for_selector("text=Xin chào")
+        page.click("button[data-action='menu:submit']")
+        page.click("button[data-action^='proc:'] >> text=Đăng ký khai tử")
+        page.click("button[data-action='req:start'] >> nth=-1")
+        page.click("button[data-action^='agency:'] >> nth=0")
+        page.fill("#text", "Võ Văn Kiệt")
+        page.press("#text", "Enter")
+        page.wait_for_selector("text=Số điện thoại di động")
+        page.fill("#text", "0912345678")
+        page.press("#text", "Enter")
+        for number in (1, 2, 3):
+            page.wait_for_selector(f"text=Giấy tờ {number}/3")
+            if number == 1:
+                page.set_input_files("#files", str(blurred))
+                page.wait_for_selector("text=ảnh bị mờ")
+            page.set_input_files("#files", str(photo))
+            page.wait_for_selector(f"text=Đã nhận 1 ảnh >> nth={number - 1}")
+            page.click("button[data-action='doc:done'] >> nth=-1")
+        page.wait_for_selector("text=Kiểm tra lại trước khi nộp")
+        page.click("button[data-action='review:submit']")
+        page.wait_for_selector("text=Đã nộp hồ sơ")
+        assert page.eval_on_selector(".msg img", "img => img.naturalWidth") > 100
+        page.reload()  # the conversation survives a reload
+        page.wait_for_selector("text=Bạn muốn làm gì?")
+    with Session(app.state.runtime.engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    assert dossier.channel == "web" and dossier.status == "submitted"
+    app.state.runtime.engine.dispose()

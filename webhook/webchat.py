@@ -1,0 +1,116 @@
+"""GET /chat: the same citizen dialogue in a browser, for the kiosk and people without Telegram.
+
+The session is a random id in a signed, HttpOnly, SameSite=Lax cookie; the page posts each input
+(text, button, photos from the camera) to /chat/api/send and shows the replies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from core.conversation import Incoming, IncomingFile, Reply
+from core.documents import MAX_BYTES
+from storage.db import session_scope
+from storage.intake import converse
+from webhook.app import RuntimeDep, templates
+
+router = APIRouter()
+COOKIE = "hcc_chat"
+CHANNEL = "web"
+MAX_FILES_PER_SEND = 10
+
+
+def _sign(secret: str, session_id: str) -> str:
+    mac = hmac.new(secret.encode(), f"chat:{session_id}".encode(), hashlib.sha256).hexdigest()
+    return f"{session_id}.{mac}"
+
+
+def _session_id(secret: str, cookie: str | None) -> str | None:
+    """The session id in a cookie we signed; None for a missing or forged cookie."""
+    if not cookie or "." not in cookie:
+        return None
+    session_id = cookie.split(".", 1)[0]
+    return session_id if hmac.compare_digest(_sign(secret, session_id), cookie) else None
+
+
+@router.get("/chat")
+def chat_page(request: Request, runtime: RuntimeDep, lang: str | None = None) -> Response:
+    secret = runtime.settings.secret_key.get_secret_value()
+    session_id = _session_id(secret, request.cookies.get(COOKIE))
+    response = templates.TemplateResponse(
+        request, "chat.html", {"lang": "en" if lang == "en" else "vi", "fresh": not session_id}
+    )
+    if session_id is None:
+        _set_cookie(response, request, _sign(secret, secrets.token_urlsafe(18)))
+    return response
+
+
+def _set_cookie(response: Response, request: Request, value: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=60 * 60 * 24 * 30,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+@router.post("/chat/api/send")
+async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    secret = runtime.settings.secret_key.get_secret_value()
+    session_id = _session_id(secret, request.cookies.get(COOKIE))
+    if session_id is None:
+        return JSONResponse({"error": "no_session"}, status_code=401)
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        return JSONResponse({"error": "cross_site"}, status_code=403)
+    length = int(request.headers.get("content-length") or 0)
+    if length > MAX_BYTES * MAX_FILES_PER_SEND + 65536:
+        return JSONResponse({"error": "too_large"}, status_code=413)
+    form = await request.form(max_files=MAX_FILES_PER_SEND, max_part_size=MAX_BYTES + 1)
+    files = []
+    for upload in form.getlist("files"):
+        if isinstance(upload, UploadFile):
+            files.append(IncomingFile(await upload.read(), upload.filename or ""))
+    incoming = Incoming(
+        text=str(form.get("text") or "")[:2000],
+        button=str(form.get("button") or "")[:64],
+        files=tuple(files),
+    )
+
+    def turn() -> list[Reply]:
+        with session_scope(runtime.engine) as session:
+            return converse(
+                session,
+                channel=CHANNEL,
+                external_id=session_id,
+                incoming=incoming,
+                catalog=runtime.catalog,
+                calendar=runtime.calendar,
+                media=runtime.media,
+                public_base_url=runtime.settings.public_base_url,
+            )
+
+    replies = await run_in_threadpool(turn)
+    return JSONResponse({"replies": [_reply_json(reply) for reply in replies]})
+
+
+def _reply_json(reply: Reply) -> dict[str, Any]:
+    image = None
+    if reply.image_png is not None:
+        image = "data:image/png;base64," + base64.b64encode(reply.image_png).decode()
+    return {
+        "text": reply.text,
+        "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in reply.buttons],
+        "image": image,
+    }
