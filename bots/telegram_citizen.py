@@ -6,12 +6,19 @@ update into `Incoming`, runs one dialogue turn over storage, and sends the `Repl
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import TelegramMethod
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
@@ -39,7 +46,31 @@ DOCUMENT_TYPES = ("image/", "application/pdf")
 def make_bot(token: str, api_base: str) -> Bot:
     """A Bot whose every call goes to `api_base` (the public API, a local server, or a fake)."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    session.middleware(RetryAfter())
     return Bot(token=token, session=session)
+
+
+class RetryAfter(BaseRequestMiddleware):
+    """Honour Telegram's 429 `retry_after`: wait as told and try again, a few times at most.
+
+    A wait longer than `max_wait` is not done inline (the web request would time out); the error
+    goes up so the caller can leave the message for later.
+    """
+
+    def __init__(self, attempts: int = 3, max_wait: float = 10.0) -> None:
+        self.attempts, self.max_wait = attempts, max_wait
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]
+    ) -> Any:
+        for attempt in range(self.attempts):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                if attempt + 1 == self.attempts or error.retry_after > self.max_wait:
+                    raise
+                await asyncio.sleep(error.retry_after)
+        raise AssertionError("unreachable")
 
 
 def make_dispatcher(runtime: Any) -> Dispatcher:

@@ -4,6 +4,7 @@ to a fake Bot API server on 127.0.0.1, a real dossier in the database."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,3 +190,16 @@ def test_hcc_telegram_setup_registers_webhook_and_commands(
     menus = {c.params["language_code"]: c.params["commands"] for c in fake.sent("setMyCommands")}
     assert {c["command"] for c in menus["vi"]} == {"start", "menu", "cancel"}
     assert menus["en"][0]["description"] == "Start"
+
+
+def test_rate_limited_reply_is_sent_after_the_wait(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    fake.rate_limited["sendMessage"] = [1]
+    started = time.monotonic()
+    assert post(client, Updates().text("/start")) == 200
+    attempts = fake.sent("sendMessage")
+    assert len(attempts) == 3  # refused once, then the welcome and the menu
+    assert "Xin chào" in attempts[1].params["text"]
+    assert time.monotonic() - started >= 1.0

@@ -31,6 +31,7 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
         self._ids = itertools.count(1000)
+        self.rate_limited: dict[str, list[int]] = {}  # method → retry_after of the next 429s
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
@@ -69,6 +70,18 @@ class FakeTelegram:
             if isinstance(value, str) and value.startswith("attach://"):
                 files[name] = files.get(value.removeprefix("attach://"), b"")
         self.calls.append(Call(method, params, files))
+        pending = self.rate_limited.get(method)
+        if pending:
+            retry_after = pending.pop(0)
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {retry_after}",
+                    "parameters": {"retry_after": retry_after},
+                },
+                status_code=429,
+            )
         return JSONResponse({"ok": True, "result": self._result(method, params)})
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
