@@ -48,13 +48,22 @@ async def _worker(
     total: int,
     result: Result,
     headers: str,
+    bodies: Sequence[bytes] | None,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     index = start
     while index < total:
         path = paths[index % len(paths)]
         began = time.perf_counter()
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+        if bodies is None:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+        else:
+            body = bodies[index % len(bodies)]
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
         status_line = await reader.readline()
         length = 0
         while True:
@@ -81,15 +90,17 @@ def hammer(
     concurrency: int,
     kind: str,
     headers: dict[str, str] | None = None,
+    bodies: Sequence[bytes] | None = None,
 ) -> Result:
-    """Send `total` GETs over `concurrency` keep-alive connections, cycling through `paths`."""
+    """Send `total` requests over `concurrency` keep-alive connections, cycling through `paths`
+    (GET, or POST of `bodies[i]` as JSON when bodies are given)."""
     result = Result(kind, total, 0.0, [], {})
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
 
     async def run() -> None:
         await asyncio.gather(
             *(
-                _worker(host, port, paths, i, concurrency, total, result, extra)
+                _worker(host, port, paths, i, concurrency, total, result, extra, bodies)
                 for i in range(concurrency)
             )
         )
@@ -107,7 +118,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(factory: str, env: dict[str, str], port: int) -> Iterator[None]:
+def serve(factory: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Run uvicorn (one worker, as in production per process) on loopback until the block ends."""
     process = subprocess.Popen(
         [
@@ -136,7 +147,7 @@ def serve(factory: str, env: dict[str, str], port: int) -> Iterator[None]:
                 time.sleep(0.1)
         else:
             raise RuntimeError("server did not start")
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,8 +28,9 @@ class Call:
 
 
 class FakeTelegram:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, files_dir: Path | None = None) -> None:
         self.token = token
+        self.files_dir = files_dir  # files named <file_id>.jpg here are served too
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
         self._ids = itertools.count(1000)
@@ -86,7 +89,10 @@ class FakeTelegram:
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getFile":
-            path, content = self.files[params["file_id"]]
+            file_id = params["file_id"]
+            if file_id not in self.files and self.files_dir is not None:
+                self.add_file(file_id, (self.files_dir / f"{file_id}.jpg").read_bytes())
+            path, content = self.files[file_id]
             return {
                 "file_id": params["file_id"],
                 "file_unique_id": f"u{params['file_id']}",
@@ -120,6 +126,12 @@ class FakeTelegram:
         return Response(status_code=404)
 
 
+def app_from_env() -> Starlette:
+    """For benchmarks: `uvicorn --factory tests.fakes.telegram:app_from_env`."""
+    files = os.environ.get("FAKE_TELEGRAM_FILES")
+    return FakeTelegram(os.environ["FAKE_TELEGRAM_TOKEN"], Path(files) if files else None).app
+
+
 def _maybe_json(value: str) -> Any:
     try:
         return json.loads(value)
@@ -130,9 +142,9 @@ def _maybe_json(value: str) -> Any:
 class Updates:
     """Real-shaped Bot API updates from one private chat."""
 
-    def __init__(self, chat_id: int = 424242) -> None:
+    def __init__(self, chat_id: int = 424242, first_update_id: int = 5000) -> None:
         self.chat_id = chat_id
-        self._update_ids = itertools.count(5000)
+        self._update_ids = itertools.count(first_update_id)
         self._message_ids = itertools.count(1)
 
     def _chat(self) -> dict[str, Any]:
