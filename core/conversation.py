@@ -8,6 +8,7 @@ lookups) goes through the `Backoffice` protocol, implemented over storage in `st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -68,6 +69,17 @@ class Backoffice(Protocol):
     def submit(self, conversation: Conversation) -> Submitted: ...
     def lookup(self, text: str) -> PublicStatus | None: ...
     def my_dossiers(self) -> list[PublicStatus]: ...
+    def open_supplement(self) -> SupplementRequest | None: ...
+    def resubmit(self, conversation: Conversation) -> None: ...
+
+
+@dataclass(frozen=True)
+class SupplementRequest:
+    """What the desk asked this citizen to add or fix (Phiếu yêu cầu bổ sung), for one dossier."""
+
+    code: str
+    procedure: str
+    items: tuple[tuple[str, str], ...]  # (component code, reason)
 
 
 # ---------------------------------------------------------------------------- dialogue state
@@ -86,6 +98,8 @@ class Conversation:
     component: int = 0
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     editing: bool = False  # came from the review to change one thing; go back there after
+    supplement: str | None = None  # dossier code being supplemented
+    supplement_items: list[list[str]] = field(default_factory=list)  # [component code, reason]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +142,7 @@ def handle(
         return [_menu(c)]
     if command in CANCEL_WORDS or command == "nav:cancel":
         c.step, c.procedure, c.files = "menu", None, {}
+        c.supplement, c.supplement_items = None, []
         return [Reply(_t(c, "cancelled")), _menu(c)]
     if command in BACK_WORDS or command == "nav:back":
         return _back(c, catalog)
@@ -159,6 +174,7 @@ def _menu(c: Conversation) -> Reply:
         (
             (_button(c, "submit", "menu:submit"),),
             (_button(c, "lookup", "menu:lookup"), _button(c, "mine", "menu:mine")),
+            (_button(c, "supplement", "menu:supplement"),),
             (_button(c, "language", "menu:language"),),
         ),
     )
@@ -174,6 +190,8 @@ def _on_menu(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> 
             return [Reply(_t(c, "lookup_ask"), ((_button(c, "menu", "menu:home"),),))]
         case "menu:mine":
             return [_my_dossiers(c, bo)]
+        case "menu:supplement":
+            return _start_supplement(c, catalog, bo)
         case "menu:language":
             c.lang = "en" if c.lang == "vi" else "vi"
             return [_menu(c)]
@@ -349,7 +367,7 @@ def _on_documents(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
     comp = _current_component(c, catalog)
     kept = c.files.setdefault(comp.code, [])
     if i.files:
-        return _receive_files(c, i.files, comp, kept, catalog, bo)
+        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_component(c, catalog))
     if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
         if len(kept) < max(comp.min_files, 1 if comp.required else 0):
             return [Reply(_t(c, "need_more", n=comp.min_files, name=comp.name.get(c.lang)))]
@@ -368,8 +386,8 @@ def _receive_files(
     files: tuple[IncomingFile, ...],
     comp: DocumentComponent,
     kept: list[dict[str, Any]],
-    catalog: Catalog,
     bo: Backoffice,
+    advance: Callable[[], list[Reply]],
 ) -> list[Reply]:
     """Check every file of a batch; keep the good ones; answer once for the whole batch."""
     problems, accepted = [], 0
@@ -393,7 +411,7 @@ def _receive_files(
         lines.append(_t(c, "files_received", n=accepted, name=comp.name.get(c.lang)))
     lines += problems
     if len(kept) >= comp.max_files:
-        return [Reply("\n".join(lines)), *_next_component(c, catalog)]
+        return [Reply("\n".join(lines)), *advance()]
     lines.append(_t(c, "more_or_done"))
     return [Reply("\n".join(lines), ((_button(c, "done", "doc:done"),),))]
 
@@ -466,6 +484,79 @@ def _submit(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     c.step, c.procedure, c.agency, c.files, c.component = "menu", None, None, {}, 0
     text = _t(c, "submitted", code=submitted.code, url=submitted.lookup_url)
     return [Reply(text, image_png=submitted.qr_png), _menu(c)]
+
+
+def _start_supplement(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    request = bo.open_supplement()
+    if request is None:
+        return [Reply(_t(c, "no_supplement")), _menu(c)]
+    c.step, c.component, c.files = "supplement", 0, {}
+    c.supplement, c.procedure = request.code, request.procedure
+    c.supplement_items = [[code, reason] for code, reason in request.items]
+    return [Reply(_t(c, "supplement_intro", code=request.code, n=len(request.items))),
+            _supplement_prompt(c, catalog)]  # fmt: skip
+
+
+def _supplement_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    code, reason = c.supplement_items[c.component]
+    comp = catalog.procedure(c.procedure or "").component(code)
+    text = _t(
+        c,
+        "supplement_item",
+        index=c.component + 1,
+        total=len(c.supplement_items),
+        name=comp.name.get(c.lang),
+        reason=reason,
+    )
+    return Reply(text, ((_button(c, "done", "doc:done"),), (_button(c, "cancel", "nav:cancel"),)))
+
+
+def _on_supplement(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    code, _ = c.supplement_items[c.component]
+    comp = catalog.procedure(c.procedure or "").component(code)
+    kept = c.files.setdefault(code, [])
+    if i.files:
+        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_item(c, catalog))
+    if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
+        if not kept:  # everything asked for must come back: that is what the desk needs
+            return [Reply(_t(c, "need_more", n=1, name=comp.name.get(c.lang)))]
+        return _next_item(c, catalog)
+    return [
+        Reply(_t(c, "photo_expected", name=comp.name.get(c.lang))),
+        _supplement_prompt(c, catalog),
+    ]
+
+
+def _next_item(c: Conversation, catalog: Catalog) -> list[Reply]:
+    if c.component + 1 < len(c.supplement_items):
+        c.component += 1
+        return [_supplement_prompt(c, catalog)]
+    c.step = "supplement_review"
+    return [_supplement_review(c, catalog)]
+
+
+def _supplement_review(c: Conversation, catalog: Catalog) -> Reply:
+    procedure = catalog.procedure(c.procedure or "")
+    papers = "\n".join(
+        _t(c, "review_paper", name=procedure.component(code).name.get(c.lang),
+           n=len(c.files.get(code, [])))
+        for code, _ in c.supplement_items
+    )  # fmt: skip
+    return Reply(
+        _t(c, "supplement_review", code=c.supplement or "", papers=papers),
+        ((_button(c, "send_supplement", "sup:send"),), (_button(c, "cancel", "nav:cancel"),)),
+    )
+
+
+def _on_supplement_review(
+    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
+) -> list[Reply]:
+    if i.button != "sup:send":
+        return [_supplement_review(c, catalog)]
+    bo.resubmit(c)
+    code = c.supplement
+    c.step, c.supplement, c.supplement_items, c.files, c.procedure = "menu", None, [], {}, None
+    return [Reply(_t(c, "supplement_sent", code=code)), _menu(c)]
 
 
 def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -545,6 +636,10 @@ def _prompt(c: Conversation, catalog: Catalog) -> list[Reply]:
             return [_review_reply(c, catalog)]
         case "lookup":
             return [Reply(_t(c, "lookup_ask"))]
+        case "supplement":
+            return [_supplement_prompt(c, catalog)]
+        case "supplement_review":
+            return [_supplement_review(c, catalog)]
     return [_menu(c)]
 
 
@@ -558,4 +653,6 @@ _STEPS = {
     "documents": _on_documents,
     "review": _on_review,
     "lookup": _on_lookup,
+    "supplement": _on_supplement,
+    "supplement_review": _on_supplement_review,
 }

@@ -317,6 +317,7 @@ def _notice(
         case Action.REQUEST_SUPPLEMENT:
             values["missing"] = [
                 {
+                    "code": m.component,
                     "component": {
                         "vi": procedure.component(m.component).name.vi,
                         "en": procedure.component(m.component).name.en,

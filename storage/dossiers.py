@@ -21,6 +21,7 @@ from core.catalog import Agency as Agency_
 from core.catalog import Catalog, Text
 from core.catalog import Procedure as Procedure_
 from core.codes import format_code, parse_code
+from core.conversation import SupplementRequest
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.lookup import PublicStatus
 from storage.models import (
@@ -173,6 +174,8 @@ def _record(
     session.flush()
     if decision.notice is None or dossier.citizen_id is None:
         return
+    if decision.command.actor is Actor.CITIZEN:
+        return  # the citizen's own step is answered in the conversation, not pushed again
     identity = session.execute(
         select(ChannelIdentity).where(
             ChannelIdentity.citizen_id == dossier.citizen_id,  # type: ignore[arg-type]
@@ -287,3 +290,38 @@ def citizen_public_statuses(
         .limit(limit)
     )
     return [public_status_from_row(row, catalog) for row in rows]
+
+
+def open_supplement(session: Session, citizen_id: int) -> SupplementRequest | None:
+    """The citizen's latest dossier waiting for a supplement, with what the desk asked for."""
+    dossier = (
+        session.execute(
+            select(Dossier)
+            .where(
+                Dossier.citizen_id == citizen_id,  # type: ignore[arg-type]
+                Dossier.status == Status.SUPPLEMENT_REQUESTED.value,  # type: ignore[arg-type]
+            )
+            .order_by(Dossier.last_activity_at.desc())  # type: ignore[attr-defined]
+        )
+        .scalars()
+        .first()
+    )
+    if dossier is None:
+        return None
+    request = (
+        session.execute(
+            select(StatusEvent)
+            .where(
+                StatusEvent.dossier_id == dossier.id,
+                StatusEvent.action == Action.REQUEST_SUPPLEMENT.value,  # type: ignore[arg-type]
+            )
+            .order_by(StatusEvent.id.desc())  # type: ignore[union-attr]
+        )
+        .scalars()
+        .first()
+    )
+    items = tuple(
+        (item["code"], item["reason"])
+        for item in (request.details if request else {}).get("missing", [])
+    )
+    return SupplementRequest(code=dossier.code, procedure=dossier.procedure_code, items=items)

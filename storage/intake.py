@@ -14,13 +14,27 @@ from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
-from core.conversation import Conversation, Incoming, Reply, Submitted, handle
+from core.conversation import (
+    Conversation,
+    Incoming,
+    Reply,
+    Submitted,
+    SupplementRequest,
+    handle,
+)
 from core.documents import CheckedDocument
+from core.dossier import Action, Actor, Command
 from core.lookup import PublicStatus
 from core.qr import lookup_url, qr_png
-from storage.dossiers import citizen_public_statuses, lookup_public_status, submit_dossier
+from storage.dossiers import (
+    apply_command,
+    citizen_public_statuses,
+    lookup_public_status,
+    open_supplement,
+    submit_dossier,
+)
 from storage.media import MediaStore
-from storage.models import ChannelIdentity, Citizen, DocumentFile, utcnow
+from storage.models import ChannelIdentity, Citizen, DocumentFile, Dossier, utcnow
 
 
 def identity_for(session: Session, channel: str, external_id: str) -> ChannelIdentity:
@@ -86,11 +100,39 @@ class StorageBackoffice:
             at=self.now,
         )
         assert dossier.id is not None
-        for component, files in conversation.files.items():
-            for file in files:
+        self._add_files(dossier.id, conversation.files)
+        url = lookup_url(self.public_base_url, dossier.code)
+        return Submitted(code=dossier.code, lookup_url=url, qr_png=qr_png(url))
+
+    def lookup(self, text: str) -> PublicStatus | None:
+        return lookup_public_status(self.session, text, self.catalog)
+
+    def open_supplement(self) -> SupplementRequest | None:
+        return open_supplement(self.session, self.identity.citizen_id)
+
+    def resubmit(self, conversation: Conversation) -> None:
+        """Nộp bổ sung: the same dossier, same code, with the new files; the clock restarts."""
+        dossier = self.session.execute(
+            select(Dossier).where(Dossier.code == conversation.supplement)  # type: ignore[arg-type]
+        ).scalar_one()
+        if dossier.citizen_id != self.identity.citizen_id:
+            raise PermissionError("not this citizen's dossier")
+        assert dossier.id is not None
+        apply_command(
+            self.session,
+            dossier.id,
+            Command(Action.RESUBMIT, Actor.CITIZEN, self.now),
+            catalog=self.catalog,
+            calendar=self.calendar,
+        )
+        self._add_files(dossier.id, conversation.files)
+
+    def _add_files(self, dossier_id: int, files: dict[str, list[dict[str, Any]]]) -> None:
+        for component, stored in files.items():
+            for file in stored:
                 self.session.add(
                     DocumentFile(
-                        dossier_id=dossier.id,
+                        dossier_id=dossier_id,
                         component_code=component,
                         media_key=file["key"],
                         sha256=file["sha256"],
@@ -98,11 +140,6 @@ class StorageBackoffice:
                         content_type=file["content_type"],
                     )
                 )
-        url = lookup_url(self.public_base_url, dossier.code)
-        return Submitted(code=dossier.code, lookup_url=url, qr_png=qr_png(url))
-
-    def lookup(self, text: str) -> PublicStatus | None:
-        return lookup_public_status(self.session, text, self.catalog)
 
     def my_dossiers(self) -> list[PublicStatus]:
         return citizen_public_statuses(self.session, self.identity.citizen_id, self.catalog)

@@ -21,7 +21,9 @@ from sqlmodel import Session
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.conversation import Incoming, IncomingFile, Reply
+from core.dossier import Action, Actor, Command, MissingItem
 from storage.db import make_engine, session_scope
+from storage.dossiers import apply_command
 from storage.intake import converse
 from storage.media import DiskMediaStore
 from storage.models import Citizen, DocumentFile, Dossier
@@ -231,3 +233,47 @@ def test_english(chat: Chat) -> None:
     labels = [b.label for r in chat.press("menu:language") for row in r.buttons for b in row]
     assert labels[0] == "📝 Submit a dossier"
     assert "Papers to photograph" in said(chat.send("birth"))
+
+
+def test_supplement_loop_keeps_the_code_and_sends_only_what_was_asked(
+    chat: Chat, engine: Engine
+) -> None:
+    submit_through(chat, "ho-kinh-doanh", search="ho kinh doanh")
+    with Session(engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    procedure = chat.catalog.procedure(dossier.procedure_code)
+    asked = procedure.components[1]
+    assert dossier.id is not None
+    with session_scope(engine) as session:
+        apply_command(
+            session,
+            dossier.id,
+            Command(
+                Action.REQUEST_SUPPLEMENT,
+                Actor.DESK_OFFICER,
+                NOW,
+                missing=(MissingItem(asked.code, "Ảnh CCCD bị lóa, chụp lại mặt sau"),),
+            ),
+            catalog=chat.catalog,
+            calendar=chat.calendar,
+        )
+    replies = chat.press("menu:supplement")
+    text = said(replies)
+    assert dossier.code in text and "Bổ sung 1/1" in text
+    assert asked.name.vi in text and "chụp lại mặt sau" in text
+    assert "Cần ít nhất 1 ảnh" in said(chat.press("doc:done"))  # nothing sent yet
+    chat.photos(images.good_jpeg(seed=42))
+    assert "Phần bổ sung cho hồ sơ" in said(chat.press("doc:done"))
+    assert dossier.code in said(chat.press("sup:send"))
+    with Session(engine) as session:
+        after = session.get(Dossier, dossier.id)
+        files = (
+            session.execute(
+                select(DocumentFile).where(DocumentFile.component_code == asked.code)  # type: ignore[arg-type]
+            )
+            .scalars()
+            .all()
+        )
+    assert after is not None and after.status == "resubmitted" and after.code == dossier.code
+    assert len(files) == 2  # the first photo and the supplement
+    assert "không có hồ sơ nào đang cần bổ sung" in said(chat.press("menu:supplement"))
