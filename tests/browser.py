@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import unavailable
-from tests.servers import live_server  # noqa: F401  (re-exported for browser tests)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,14 +15,6 @@ from webhook.app import create_app
 from webhook.settings import Settings
 
 NAME, PHONE, ID_NUMBER = "Trần Thị Bích", "+84987654321", "072190001234"
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from itertools import count
 
 import pytest
@@ -15,41 +13,16 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from core.sms import gsm_length, to_gsm7
-from storage.db import session_scope
-from storage.dossiers import submit_dossier
 from storage.models import InboundEvent
-from webhook.app import create_app
-from webhook.settings import Settings
+from tests.webhook.conftest import submitted_code
 
 SECRET = "sms-test-secret"
 _ids = count(1)
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.runtime.engine.dispose()
-
-
-@pytest.fixture
 def code(client: TestClient) -> str:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    procedure = next(p for p in runtime.catalog.procedures.values() if p.slug == "khai-sinh")
-    agency = runtime.catalog.receiving_agencies(procedure)[0]
-    with session_scope(runtime.engine) as session:
-        dossier, _ = submit_dossier(
-            session,
-            catalog=runtime.catalog,
-            calendar=runtime.calendar,
-            procedure_code=procedure.code,
-            agency_code=agency.code,
-            citizen_id=None,
-            channel="telegram",
-            at=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
-        )
-    return dossier.code
+    return submitted_code(client.app.state.runtime, "khai-sinh")  # type: ignore[attr-defined]
 
 
 def send(

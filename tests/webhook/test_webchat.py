@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -11,17 +9,10 @@ from sqlmodel import Session
 
 from storage.models import Dossier
 from tests import images
-from tests.browser import chromium_page, live_server
+from tests.browser import chromium_page
+from tests.servers import live_server
 from webhook.app import create_app
 from webhook.settings import Settings
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with TestClient(app) as test_client:
-        yield test_client
-    app.state.runtime.engine.dispose()
 
 
 def test_page_sets_a_signed_httponly_cookie(client: TestClient) -> None:
