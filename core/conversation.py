@@ -71,6 +71,9 @@ class Backoffice(Protocol):
     def my_dossiers(self) -> list[PublicStatus]: ...
     def open_supplement(self) -> SupplementRequest | None: ...
     def resubmit(self, conversation: Conversation) -> None: ...
+    def rate(self, code: str, stars: int) -> bool: ...
+    def comment_rating(self, code: str, comment: str) -> None: ...
+    def feedback(self, text: str, files: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Conversation:
     editing: bool = False  # came from the review to change one thing; go back there after
     supplement: str | None = None  # dossier code being supplemented
     supplement_items: list[list[str]] = field(default_factory=list)  # [component code, reason]
+    rating: str | None = None  # dossier code whose rating may get a comment
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +152,8 @@ def handle(
         return _back(c, catalog)
     if command == "nav:resume":  # a page reloaded: ask again what the current step asks
         return _prompt(c, catalog)
+    if incoming.button.startswith("rate:"):  # rating buttons come with a pushed notice
+        return _rate(c, incoming.button, backoffice)
     if incoming.button.startswith("menu:"):  # menu buttons work from any step
         return _on_menu(c, incoming, catalog, backoffice)
     if incoming.unsupported:
@@ -174,7 +180,7 @@ def _menu(c: Conversation) -> Reply:
         (
             (_button(c, "submit", "menu:submit"),),
             (_button(c, "lookup", "menu:lookup"), _button(c, "mine", "menu:mine")),
-            (_button(c, "supplement", "menu:supplement"),),
+            (_button(c, "supplement", "menu:supplement"), _button(c, "feedback", "menu:feedback")),
             (_button(c, "language", "menu:language"),),
         ),
     )
@@ -192,6 +198,9 @@ def _on_menu(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> 
             return [_my_dossiers(c, bo)]
         case "menu:supplement":
             return _start_supplement(c, catalog, bo)
+        case "menu:feedback":
+            c.step = "feedback"
+            return [Reply(_t(c, "feedback_ask"), ((_button(c, "cancel", "nav:cancel"),),))]
         case "menu:language":
             c.lang = "en" if c.lang == "vi" else "vi"
             return [_menu(c)]
@@ -559,6 +568,45 @@ def _on_supplement_review(
     return [Reply(_t(c, "supplement_sent", code=code)), _menu(c)]
 
 
+def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
+    """The 1–5 buttons sent with the "dossier finished" notice (used by the delivery side)."""
+    return (tuple(Button("⭐" * n, f"rate:{code}:{n}") for n in range(1, 6)),)
+
+
+def _rate(c: Conversation, data: str, bo: Backoffice) -> list[Reply]:
+    code, _, stars = data.removeprefix("rate:").rpartition(":")
+    if not stars.isdigit() or not 1 <= int(stars) <= 5 or not bo.rate(code, int(stars)):
+        return [Reply(_t(c, "rating_refused")), _menu(c)]
+    c.step, c.rating = "rating_comment", code
+    return [Reply(_t(c, "rating_thanks"), ((_button(c, "skip", "rating:skip"),),))]
+
+
+def _on_rating_comment(
+    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
+) -> list[Reply]:
+    if i.text.strip() and c.rating:
+        bo.comment_rating(c.rating, i.text.strip()[:2000])
+    c.step, c.rating = "menu", None
+    return [Reply(_t(c, "rating_done")), _menu(c)]
+
+
+def _on_feedback(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    """Phản ánh, kiến nghị: free text, optionally with a photo (checked like any document)."""
+    stored = []
+    for file in i.files:
+        try:
+            stored.append(bo.store_file(check_document(file.data)))
+        except DocumentProblem as problem:
+            reason = render(f"document.{problem.reason}", c.lang, **problem.values)
+            return [Reply(_t(c, "file_refused", number=1, reason=reason))]
+    text = i.text.strip()
+    if not text and not stored:
+        return [Reply(_t(c, "feedback_ask"))]
+    bo.feedback(text[:4000], stored)
+    c.step = "menu"
+    return [Reply(_t(c, "feedback_thanks")), _menu(c)]
+
+
 def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     if not i.text.strip():
         return [Reply(_t(c, "lookup_ask"))]
@@ -655,4 +703,6 @@ _STEPS = {
     "lookup": _on_lookup,
     "supplement": _on_supplement,
     "supplement_review": _on_supplement_review,
+    "rating_comment": _on_rating_comment,
+    "feedback": _on_feedback,
 }

@@ -23,7 +23,7 @@ from core.conversation import (
     handle,
 )
 from core.documents import CheckedDocument
-from core.dossier import Action, Actor, Command
+from core.dossier import CLOSED, Action, Actor, Command, Status
 from core.lookup import PublicStatus
 from core.qr import lookup_url, qr_png
 from storage.dossiers import (
@@ -34,7 +34,15 @@ from storage.dossiers import (
     submit_dossier,
 )
 from storage.media import MediaStore
-from storage.models import ChannelIdentity, Citizen, DocumentFile, Dossier, utcnow
+from storage.models import (
+    ChannelIdentity,
+    Citizen,
+    DocumentFile,
+    Dossier,
+    Feedback,
+    Rating,
+    utcnow,
+)
 
 
 def identity_for(session: Session, channel: str, external_id: str) -> ChannelIdentity:
@@ -140,6 +148,46 @@ class StorageBackoffice:
                         content_type=file["content_type"],
                     )
                 )
+
+    def rate(self, code: str, stars: int) -> bool:
+        """Only the citizen's own dossier, only once it has ended, only once."""
+        dossier = self.session.execute(
+            select(Dossier).where(Dossier.code == code)  # type: ignore[arg-type]
+        ).scalar_one_or_none()
+        if dossier is None or dossier.citizen_id != self.identity.citizen_id:
+            return False
+        if Status(dossier.status) not in CLOSED or dossier.status == Status.WITHDRAWN:
+            return False
+        exists = self.session.execute(
+            select(Rating).where(Rating.dossier_id == dossier.id)
+        ).scalar_one_or_none()
+        if exists is not None:
+            return False
+        assert dossier.id is not None
+        self.session.add(
+            Rating(dossier_id=dossier.id, citizen_id=self.identity.citizen_id, stars=stars)
+        )
+        return True
+
+    def comment_rating(self, code: str, comment: str) -> None:
+        rating = self.session.execute(
+            select(Rating)
+            .join(Dossier, Dossier.id == Rating.dossier_id)  # type: ignore[arg-type]
+            .where(Dossier.code == code, Rating.citizen_id == self.identity.citizen_id)  # type: ignore[arg-type]
+        ).scalar_one_or_none()
+        if rating is not None:
+            rating.comment = comment
+            self.session.add(rating)
+
+    def feedback(self, text: str, files: list[dict[str, Any]]) -> None:
+        self.session.add(
+            Feedback(
+                citizen_id=self.identity.citizen_id,
+                channel=self.identity.channel,
+                text=text,
+                media_keys=[f["key"] for f in files],
+            )
+        )
 
     def my_dossiers(self) -> list[PublicStatus]:
         return citizen_public_statuses(self.session, self.identity.citizen_id, self.catalog)

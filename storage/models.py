@@ -193,3 +193,26 @@ class InboundEvent(SQLModel, table=True):
     channel: str = Field(primary_key=True, max_length=16)
     external_id: str = Field(primary_key=True, max_length=128)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class Rating(SQLModel, table=True):
+    """Đánh giá mức độ hài lòng: 1–5 stars for a finished dossier, one per dossier."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dossier_id: int = Field(foreign_key="dossier.id", unique=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    stars: int
+    comment: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class Feedback(SQLModel, table=True):
+    """Phản ánh, kiến nghị from a citizen; staff answer within 3 working days (Bến Tre Art. 12)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    channel: str = Field(max_length=16)
+    text: str
+    media_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    answered_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

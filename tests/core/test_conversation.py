@@ -20,13 +20,13 @@ from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
-from core.conversation import Incoming, IncomingFile, Reply
+from core.conversation import Incoming, IncomingFile, Reply, rating_buttons
 from core.dossier import Action, Actor, Command, MissingItem
 from storage.db import make_engine, session_scope
 from storage.dossiers import apply_command
 from storage.intake import converse
 from storage.media import DiskMediaStore
-from storage.models import Citizen, DocumentFile, Dossier
+from storage.models import Citizen, DocumentFile, Dossier, Feedback, Rating
 from tests import images
 
 BASE = "https://hcc.example.vn"
@@ -277,3 +277,46 @@ def test_supplement_loop_keeps_the_code_and_sends_only_what_was_asked(
     assert after is not None and after.status == "resubmitted" and after.code == dossier.code
     assert len(files) == 2  # the first photo and the supplement
     assert "không có hồ sơ nào đang cần bổ sung" in said(chat.press("menu:supplement"))
+
+
+def _finish(chat: Chat, engine: Engine, dossier_id: int) -> None:
+    """The desk takes the dossier to its end: accepted, forwarded, result ready, returned."""
+    for action in (Action.ACCEPT, Action.FORWARD, Action.RESULT_READY, Action.RETURN_RESULT):
+        with session_scope(engine) as session:
+            apply_command(
+                session,
+                dossier_id,
+                Command(action, Actor.DESK_OFFICER, NOW),
+                catalog=chat.catalog,
+                calendar=chat.calendar,
+            )
+
+
+def test_rating_after_the_dossier_ends_once_and_only_own(chat: Chat, engine: Engine) -> None:
+    submit_through(chat, "khai-tu", search="khai tử")
+    with Session(engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    assert dossier.id is not None
+    assert "Không thể ghi nhận" in said(chat.press(f"rate:{dossier.code}:5"))  # not ended yet
+    _finish(chat, engine, dossier.id)
+    stranger = Chat(chat.engine, chat.catalog, chat.calendar, chat.media.root)
+    stranger.external_id = "someone-else"
+    assert "Không thể ghi nhận" in said(stranger.press(f"rate:{dossier.code}:1"))
+    assert "Cảm ơn bạn đã đánh giá" in said(chat.press(f"rate:{dossier.code}:4"))
+    chat.send("Cán bộ hướng dẫn rất tận tình")
+    assert "Không thể ghi nhận" in said(chat.press(f"rate:{dossier.code}:1"))  # only once
+    with Session(engine) as session:
+        rating = session.execute(select(Rating)).scalar_one()
+    assert (rating.stars, rating.comment) == (4, "Cán bộ hướng dẫn rất tận tình")
+    assert buttons([Reply("", rating_buttons(dossier.code, "vi"))])[-1] == f"rate:{dossier.code}:5"
+
+
+def test_feedback_with_a_photo_is_stored_for_staff(chat: Chat, engine: Engine) -> None:
+    chat.send("/start")
+    assert "viết phản ánh, kiến nghị" in said(chat.press("menu:feedback"))
+    replies = chat.send("Đường vào trung tâm bị ngập", files=(IncomingFile(images.good_jpeg(7)),))
+    assert "Cảm ơn bạn. Phản ánh đã được ghi nhận" in said(replies)
+    with Session(engine) as session:
+        feedback = session.execute(select(Feedback)).scalar_one()
+    assert feedback.text == "Đường vào trung tâm bị ngập" and len(feedback.media_keys) == 1
+    assert chat.media.exists(feedback.media_keys[0])
