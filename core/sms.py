@@ -13,8 +13,10 @@ SMS_LIMIT = 160
 _KEYWORD = re.compile(r"^\s*(HS|HOSO|HO\s+SO|TC|TRACUU|TRA\s+CUU)\b\W*", re.IGNORECASE)
 _KEYWORD_GLUED = re.compile(r"^\s*(HS|TC)(?=\d)", re.IGNORECASE)
 
+# The GSM 03.38 basic alphabet (one septet each), written as data, not as prose.
 _GSM7_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ"
+    " !\"#¤%&'()*+,-./0123456789:;<=>?¡"
     "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENDED = set("^{}\\[~]|€")
