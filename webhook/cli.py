@@ -66,6 +66,11 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
     import uvicorn
 
     settings = get_settings()
+    problems = settings.unsafe_for_public_use()
+    if problems:
+        print(f"Refusing to serve {settings.public_base_url}: " + "; ".join(problems) + ".",
+              file=sys.stderr)  # fmt: skip
+        return 2
     codes = prepare_database()
     host, port = host or settings.host, port or settings.port
     base = settings.public_base_url.rstrip("/")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-only-change-me"
 
 
 class Settings(BaseSettings):
@@ -21,7 +23,7 @@ class Settings(BaseSettings):
     media_dir: Path = REPO_ROOT / "var" / "media"
     media_url: str = "/media"
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: SecretStr = SecretStr("dev-only-change-me")
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     catalog_dir: Path = REPO_ROOT / "data" / "catalog" / "tay-ninh"
     calendar_overrides: Path = REPO_ROOT / "data" / "calendar" / "vn-overrides.toml"
     default_language: str = "vi"
@@ -45,6 +47,16 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+
+    def unsafe_for_public_use(self) -> list[str]:
+        """Settings that must change before citizens can reach this instance."""
+        problems = []
+        local = urlparse(self.public_base_url).hostname in ("127.0.0.1", "localhost", "::1")
+        if not local and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            problems.append("SECRET_KEY is the development default")
+        if not local and self.load_demo_data:
+            problems.append("LOAD_DEMO_DATA is on")
+        return problems
 
 
 @lru_cache

@@ -39,3 +39,18 @@ def test_prepare_database_migrates_and_seeds_demo_once(
         assert prepare_database() == []  # not seeded twice
     finally:
         get_settings.cache_clear()
+
+
+def test_serve_refuses_a_public_address_with_development_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://hcc.tayninh.gov.vn")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("LOAD_DEMO_DATA", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        get_settings.cache_clear()
+    error = capsys.readouterr().err
+    assert "SECRET_KEY is the development default" in error and "LOAD_DEMO_DATA is on" in error
