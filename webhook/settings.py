@@ -52,8 +52,9 @@ class Settings(BaseSettings):
         """Settings that must change before citizens can reach this instance."""
         problems = []
         local = urlparse(self.public_base_url).hostname in ("127.0.0.1", "localhost", "::1")
-        if not local and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
-            problems.append("SECRET_KEY is the development default")
+        secret = self.secret_key.get_secret_value()
+        if not local and (secret == DEV_SECRET_KEY or len(secret) < 32):
+            problems.append("SECRET_KEY is the development default or shorter than 32 characters")
         if not local and self.load_demo_data:
             problems.append("LOAD_DEMO_DATA is on")
         return problems
