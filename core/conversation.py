@@ -18,7 +18,7 @@ from core.codes import parse_code
 from core.documents import CheckedDocument, DocumentProblem, check_document
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
-from core.notices import format_fee
+from core.notices import format_fee, render_notice
 from core.phone import normalize_phone
 
 # ---------------------------------------------------------------------------- what goes in / out
@@ -569,8 +569,19 @@ def _on_supplement_review(
 
 
 def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
-    """The 1–5 buttons sent with the "dossier finished" notice (used by the delivery side)."""
+    """The 1–5 buttons sent with the rating request when a dossier ends."""
     return (tuple(Button("⭐" * n, f"rate:{code}:{n}") for n in range(1, 6)),)
+
+
+RATING_REQUEST = "notice.rating_request"
+
+
+def notice_reply(key: str, values: dict[str, Any], lang: str = "vi") -> Reply:
+    """What a chat channel sends for one outbox notice: the text, plus the 1–5 buttons when it
+    asks for a rating, so the citizen rates with one tap and lands in this dialogue."""
+    text = render_notice(key, values, lang)
+    buttons = rating_buttons(str(values["code"]), lang) if key == RATING_REQUEST else ()
+    return Reply(text, buttons)
 
 
 def _rate(c: Conversation, data: str, bo: Backoffice) -> list[Reply]:

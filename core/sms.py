@@ -69,3 +69,26 @@ def unknown_code_reply(code: DossierCode) -> str:
 
 def usage_reply() -> str:
     return _fit([render("sms.usage", "vi")])
+
+
+def sms_parts(text: str, limit: int = SMS_LIMIT) -> list[str]:
+    """A pushed notice as unaccented GSM-7 SMS parts of at most `limit` characters each,
+    split between words (one gateway request per part, so no concatenation support is needed)."""
+    parts: list[str] = []
+    current = ""
+    for word in to_gsm7(text).split():
+        while gsm_length(word) > limit:  # a URL longer than one SMS: cut it
+            head, word = word[:limit], word[limit:]
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(head)
+        candidate = f"{current} {word}" if current else word
+        if gsm_length(candidate) <= limit:
+            current = candidate
+        else:
+            parts.append(current)
+            current = word
+    if current:
+        parts.append(current)
+    return parts

@@ -21,7 +21,7 @@ from core.catalog import Agency as Agency_
 from core.catalog import Catalog, Text
 from core.catalog import Procedure as Procedure_
 from core.codes import format_code, parse_code
-from core.conversation import SupplementRequest
+from core.conversation import RATING_REQUEST, SupplementRequest
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.lookup import PublicStatus
 from storage.models import (
@@ -29,10 +29,10 @@ from storage.models import (
     ChannelIdentity,
     CodeCounter,
     Dossier,
-    OutboxMessage,
     Procedure,
     StatusEvent,
 )
+from storage.outbox import add_message
 
 
 def sync_catalog(session: Session, catalog: Catalog) -> None:
@@ -176,25 +176,45 @@ def _record(
         return
     if decision.command.actor is Actor.CITIZEN:
         return  # the citizen's own step is answered in the conversation, not pushed again
-    identity = session.execute(
+    identity = reply_identity(session, dossier)
+    if identity is None:
+        return
+    values = {**decision.notice.values, "language": identity.language}
+    add_message(
+        session,
+        key=f"notice:{dossier.id}:{event.id}",
+        channel=identity.channel,
+        recipient=identity.external_id,
+        template=decision.notice.key,
+        values=values,
+        dossier_id=dossier.id,
+        citizen_id=dossier.citizen_id,
+        at=decision.command.at,
+    )
+    if decision.after.status is Status.RETURNED:  # the dossier ended: ask how it went
+        add_message(
+            session,
+            key=f"rating:{dossier.id}",
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template=RATING_REQUEST,
+            values={"code": dossier.code, "language": identity.language},
+            dossier_id=dossier.id,
+            citizen_id=dossier.citizen_id,
+            at=decision.command.at,
+        )
+
+
+def reply_identity(session: Session, dossier: Dossier) -> ChannelIdentity | None:
+    """Where the citizen is told about this dossier: the channel it was submitted on."""
+    if dossier.citizen_id is None:
+        return None
+    return session.execute(
         select(ChannelIdentity).where(
             ChannelIdentity.citizen_id == dossier.citizen_id,  # type: ignore[arg-type]
             ChannelIdentity.channel == dossier.channel,  # type: ignore[arg-type]
         )
     ).scalar_one_or_none()
-    if identity is None:
-        return
-    session.add(
-        OutboxMessage(
-            idempotency_key=f"notice:{dossier.id}:{event.id}",
-            dossier_id=dossier.id,
-            citizen_id=dossier.citizen_id,
-            channel=identity.channel,
-            recipient=identity.external_id,
-            template=decision.notice.key,
-            values={**decision.notice.values, "language": identity.language},
-        )
-    )
 
 
 def find_by_code(session: Session, text: str) -> Dossier | None:

@@ -161,7 +161,10 @@ class StaffUser(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """A notice to deliver, written in the same transaction as the change that caused it."""
 
-    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        Index("ix_outbox_mailbox", "channel", "recipient", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=128, unique=True)

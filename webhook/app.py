@@ -32,12 +32,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         citizen_bot = make_bot(token, settings.telegram_api_base)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime.async_reader is not None:
             await runtime.async_reader.open()  # its connections belong to this event loop
+        if settings.redis_url is None:  # embedded mode: this process delivers the outbox
+            from webhook.jobs import InlineDelivery
+
+            app.state.delivery = InlineDelivery(runtime)
+            app.state.delivery.start()
         try:
             yield
         finally:
+            if app.state.delivery is not None:
+                app.state.delivery.stop()
             if runtime.async_reader is not None:
                 await runtime.async_reader.close()
             if citizen_bot is not None:
@@ -46,6 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.citizen_bot = citizen_bot
+    app.state.delivery = None
     app.state.citizen_dispatcher = None
     if citizen_bot is not None:
         from bots.telegram_citizen import make_dispatcher
@@ -67,6 +75,13 @@ def get_runtime(request: Request) -> Runtime:
 def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
     with Session(runtime.engine, expire_on_commit=False) as session:
         yield session
+
+
+def wake_delivery(request: Request) -> None:
+    """After a commit that wrote outbox messages: in the embedded mode, deliver them now."""
+    delivery = request.app.state.delivery
+    if delivery is not None:
+        delivery.dispatcher.wake.set()
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

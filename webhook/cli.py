@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     catalog.add_argument("--check", type=Path, metavar="FILE", help="validate an operator file")
     catalog.add_argument("--lang", default="vi", choices=["vi", "en"])
 
+    worker = commands.add_parser(
+        "worker", help="deliver notices and reminders from Redis (rq); needs REDIS_URL"
+    )
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+
     telegram = commands.add_parser("telegram", help="Telegram bot administration")
     telegram.add_argument("action", choices=["setup"], help="register the citizen bot webhook")
 
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return _telegram_setup()
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
+    if args.command == "worker":
+        return _worker(args.burst)
     if args.command == "migrate":
         prepare_database()
         return 0
@@ -60,6 +67,22 @@ def prepare_database() -> list[str]:
             )
     runtime.engine.dispose()
     return codes
+
+
+def _worker(burst: bool) -> int:
+    import logging
+
+    from webhook.jobs import run_worker
+
+    settings = get_settings()
+    if not settings.redis_url:
+        print("hcc worker needs REDIS_URL; without it `hcc serve` delivers notices itself.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token
+    run_worker(settings, burst=burst)
+    return 0
 
 
 def _serve(host: str | None, port: int | None, workers: int) -> int:

@@ -30,11 +30,23 @@ class Settings(BaseSettings):
     load_demo_data: bool = True
 
     sms_webhook_secret: SecretStr | None = None
+    # Outbound SMS (status pushes, fallback when a chat is unreachable): any HTTP gateway.
+    sms_gateway_url: str | None = None
+    sms_gateway_auth_header: SecretStr | None = None  # e.g. "Authorization: Bearer <key>"
+    sms_gateway_body: str = '{"to": "{phone}", "text": "{text}"}'
 
     telegram_citizen_token: SecretStr | None = None
     telegram_staff_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
+    telegram_max_per_second: float = 30.0  # Telegram's overall limit per bot; 0 = no limit
+    telegram_per_chat_interval: float = 1.0  # at most one message per second into one chat
+
+    # Delivery of the outbox: how long a claimed message is held before another worker may
+    # retry it, and how often the dispatcher looks for due messages and reminders.
+    outbox_lease_seconds: float = 30.0
+    dispatch_interval_seconds: float = 1.0
+    reminder_interval_seconds: float = 60.0
 
     zalo_app_id: str | None = None
     zalo_oa_id: str | None = None

@@ -17,10 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from core.conversation import Incoming, IncomingFile, Reply
+from core.conversation import Incoming, IncomingFile, Reply, notice_reply
 from core.documents import MAX_BYTES
 from storage.db import session_scope
 from storage.intake import converse
+from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
 
 router = APIRouter()
@@ -103,6 +104,29 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
 
     replies = await run_in_threadpool(turn)
     return JSONResponse({"replies": [_reply_json(reply) for reply in replies]})
+
+
+@router.get("/chat/api/updates")
+async def chat_updates(request: Request, runtime: RuntimeDep, after: int = 0) -> JSONResponse:
+    """Status pushes delivered to this chat since message `after` (the page polls this)."""
+    secret = runtime.settings.secret_key.get_secret_value()
+    session_id = _session_id(secret, request.cookies.get(COOKIE))
+    if session_id is None:
+        return JSONResponse({"error": "no_session"}, status_code=401)
+
+    def read() -> list[dict[str, Any]]:
+        with session_scope(runtime.engine) as session:
+            return [
+                {
+                    "id": m.id,
+                    **_reply_json(
+                        notice_reply(m.template, m.values, m.values.get("language", "vi"))
+                    ),
+                }
+                for m in mailbox(session, CHANNEL, session_id, after)
+            ]
+
+    return JSONResponse({"messages": await run_in_threadpool(read)})
 
 
 def _reply_json(reply: Reply) -> dict[str, Any]:

@@ -6,9 +6,11 @@ Methods answer as the Bot API does (`{"ok": true, "result": ...}`); files regist
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,15 @@ class FakeTelegram:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
         self._ids = itertools.count(1000)
         self.rate_limited: dict[str, list[int]] = {}  # method → retry_after of the next 429s
+        self.failing: dict[str, list[int]] = {}  # method → HTTP status of the next failures
+        self.blocked: set[int] = set()  # chats whose user blocked the bot (403)
+        # While `hold` is clear, send* requests wait unanswered; a request whose client goes
+        # away meanwhile was never answered, so it is listed in `aborted`, not in `calls`.
+        self.hold = threading.Event()
+        self.hold.set()
+        self.waiting = threading.Event()  # set when a request starts waiting on `hold`
+        self.aborted: list[Call] = []
+        self.delivered: list[Call] = []  # send* calls answered ok: what reached the chat
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
@@ -72,7 +83,30 @@ class FakeTelegram:
         for name, value in list(params.items()):  # aiogram uploads as "attach://<field>"
             if isinstance(value, str) and value.startswith("attach://"):
                 files[name] = files.get(value.removeprefix("attach://"), b"")
-        self.calls.append(Call(method, params, files))
+        call = Call(method, params, files)
+        if method.startswith("send") and not self.hold.is_set():
+            self.waiting.set()
+            while not self.hold.is_set():
+                if await request.is_disconnected():
+                    self.aborted.append(call)
+                    return Response(status_code=499)
+                await asyncio.sleep(0.02)
+        self.calls.append(call)
+        failing = self.failing.get(method)
+        if failing:
+            status = failing.pop(0)
+            return JSONResponse(
+                {"ok": False, "error_code": status, "description": "Bad Request: failed"}, status
+            )
+        if "chat_id" in params and int(params["chat_id"]) in self.blocked:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 403,
+                    "description": "Forbidden: bot was blocked by the user",
+                },
+                status_code=403,
+            )
         pending = self.rate_limited.get(method)
         if pending:
             retry_after = pending.pop(0)
@@ -85,6 +119,8 @@ class FakeTelegram:
                 },
                 status_code=429,
             )
+        if method.startswith("send"):
+            self.delivered.append(call)
         return JSONResponse({"ok": True, "result": self._result(method, params)})
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:

@@ -1,0 +1,262 @@
+"""The transactional outbox: notices are rows written with the change that caused them, and a
+message leaves the outbox only through these state changes.
+
+    pending ──dispatch──▶ queued ──claim──▶ sending ──▶ sent
+       ▲                                      │
+       └──────── retry later (backoff) ◀──────┤──▶ dead (dead letter; "retry" puts it back)
+                                              └──▶ rerouted (chat unreachable → an SMS row)
+
+A claim is a conditional UPDATE, so when a job runs twice (a re-dispatch after a lost worker,
+two workers) only one of them sends; a claim that is never finished (the worker was killed)
+expires after its lease and the message is dispatched again.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from storage.models import Citizen, OutboxMessage
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = timedelta(seconds=15)
+BACKOFF_CAP = timedelta(hours=1)
+SMS = "sms"
+# A chat channel whose failure may fall back to SMS, and messages that make no sense by SMS.
+CHAT_CHANNELS = frozenset({"telegram", "zalo"})
+NOT_BY_SMS = frozenset({"notice.rating_request"})
+
+_OUTBOX: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message this worker now owns until `lease_until`."""
+
+    id: int
+    idempotency_key: str
+    channel: str
+    recipient: str
+    template: str
+    values: dict[str, Any]
+    attempts: int
+    citizen_id: int | None
+    dossier_id: int | None
+
+
+def add_message(
+    session: Session,
+    *,
+    key: str,
+    channel: str,
+    recipient: str,
+    template: str,
+    values: dict[str, Any],
+    dossier_id: int | None = None,
+    citizen_id: int | None = None,
+    at: datetime,
+) -> bool:
+    """Queue one message in the caller's transaction; False when `key` was already queued."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(_OUTBOX)
+        .values(
+            idempotency_key=key,
+            dossier_id=dossier_id,
+            citizen_id=citizen_id,
+            channel=channel,
+            recipient=recipient,
+            template=template,
+            values=values,
+            state="pending",
+            attempts=0,
+            next_attempt_at=at,
+            created_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_OUTBOX.c.id)
+    )
+    return session.execute(statement).first() is not None
+
+
+def _due(now: datetime) -> Any:
+    return and_(
+        _OUTBOX.c.state.in_(("pending", "queued", "sending")), _OUTBOX.c.next_attempt_at <= now
+    )
+
+
+def take_due(session: Session, now: datetime, lease: timedelta, limit: int = 500) -> list[int]:
+    """Mark up to `limit` due messages as queued for `lease` and return their ids (oldest first).
+
+    Several dispatchers may run at once: PostgreSQL skips rows another one holds."""
+    due = (
+        select(_OUTBOX.c.id)
+        .where(_due(now))
+        .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [row[0] for row in session.execute(due)]
+    if ids:
+        session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(ids), _due(now))
+            .values(state="queued", next_attempt_at=now + lease)
+        )
+    return ids
+
+
+def release(session: Session, ids: list[int], at: datetime) -> None:
+    """Queued messages that could not be handed to the queue (Redis down) wait for `at`."""
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.state == "queued")
+        .values(state="pending", next_attempt_at=at)
+    )
+
+
+def claim(session: Session, message_id: int, now: datetime, lease: timedelta) -> Claimed | None:
+    """Take the message for sending, or None when it is sent, dead, or another worker holds it."""
+    claimable = or_(_OUTBOX.c.state == "queued", _due(now))
+    row = session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message_id, claimable)
+        .values(state="sending", attempts=_OUTBOX.c.attempts + 1, next_attempt_at=now + lease)
+        .returning(
+            _OUTBOX.c.id,
+            _OUTBOX.c.idempotency_key,
+            _OUTBOX.c.channel,
+            _OUTBOX.c.recipient,
+            _OUTBOX.c.template,
+            _OUTBOX.c["values"],
+            _OUTBOX.c.attempts,
+            _OUTBOX.c.citizen_id,
+            _OUTBOX.c.dossier_id,
+        )
+    ).first()
+    return Claimed(*row) if row is not None else None
+
+
+def mark_sent(session: Session, message_id: int, now: datetime) -> None:
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == "sending")
+        .values(state="sent", sent_at=now, last_error=None)
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter: 15 s, 30 s, 1 min, … capped at one hour."""
+    ceiling = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def retry_later(
+    session: Session,
+    message: Claimed,
+    now: datetime,
+    error: str,
+    *,
+    wait: timedelta | None = None,
+    counts: bool = True,
+) -> str:
+    """Back to pending after `wait` (or the backoff); a message out of attempts goes dead.
+
+    A rate limit (`counts=False`) is not the message's fault and never kills it."""
+    attempts = message.attempts if counts else message.attempts - 1
+    if counts and attempts >= MAX_ATTEMPTS:
+        mark_dead(session, message.id, error)
+        return "dead"
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message.id, _OUTBOX.c.state == "sending")
+        .values(
+            state="pending",
+            attempts=attempts,
+            next_attempt_at=now + (wait if wait is not None else backoff(attempts)),
+            last_error=error[:500],
+        )
+    )
+    return "pending"
+
+
+def mark_dead(session: Session, message_id: int, error: str) -> None:
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message_id)
+        .values(state="dead", last_error=error[:500])
+    )
+
+
+def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str) -> str:
+    """The chat is unreachable (blocked bot): send the same notice by SMS when a phone is known;
+    otherwise the message is dead (visible in the panel)."""
+    phone = None
+    if message.citizen_id is not None:
+        citizen = session.get(Citizen, message.citizen_id)
+        phone = citizen.phone if citizen is not None else None
+    if phone is None or message.channel not in CHAT_CHANNELS or message.template in NOT_BY_SMS:
+        mark_dead(session, message.id, error)
+        return "dead"
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message.id)
+        .values(state="rerouted", last_error=error[:500])
+    )
+    add_message(
+        session,
+        key=f"{message.idempotency_key}:sms",
+        channel=SMS,
+        recipient=phone,
+        template=message.template,
+        values=message.values,
+        dossier_id=message.dossier_id,
+        citizen_id=message.citizen_id,
+        at=now,
+    )
+    return "rerouted"
+
+
+def dead_letters(session: Session, limit: int = 100) -> list[OutboxMessage]:
+    return list(
+        session.execute(
+            select(OutboxMessage)
+            .where(OutboxMessage.state == "dead")  # type: ignore[arg-type]
+            .order_by(OutboxMessage.id.desc())  # type: ignore[union-attr]
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def retry_dead(session: Session, message_id: int, now: datetime) -> bool:
+    """The panel's "retry": a dead letter gets a fresh set of attempts."""
+    result = session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == "dead")
+        .values(state="pending", attempts=0, next_attempt_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mailbox(session: Session, channel: str, recipient: str, after_id: int) -> list[OutboxMessage]:
+    """Messages delivered to a mailbox channel (web chat) after `after_id`, oldest first."""
+    return list(
+        session.execute(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.channel == channel,  # type: ignore[arg-type]
+                OutboxMessage.recipient == recipient,  # type: ignore[arg-type]
+                OutboxMessage.state == "sent",  # type: ignore[arg-type]
+                OutboxMessage.id > after_id,  # type: ignore[operator,arg-type]
+            )
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+            .limit(50)
+        ).scalars()
+    )

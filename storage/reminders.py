@@ -1,0 +1,157 @@
+"""Reminders queued in the outbox from what the database says now (core/reminders.py decides
+when). Run on every dispatcher tick: a reminder's key makes it fire once, so ticking often, from
+several workers, or after a restart never repeats one and never loses one."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from core.calendar import WorkingCalendar, to_local
+from core.catalog import Catalog
+from core.dossier import RUNNING, Action, Status
+from core.reminders import (
+    Deadline,
+    deadline_reminder_key,
+    deadline_state,
+    feedback_reminder_due,
+    supplement_reminder_due,
+)
+from storage.dossiers import reply_identity
+from storage.models import Dossier, Feedback, StatusEvent
+from storage.outbox import add_message
+
+PANEL = "panel"  # staff reminders: listed in the admin panel of the recipient agency
+
+
+def queue_reminders(
+    session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime
+) -> int:
+    """Queue every reminder due at `now`; returns how many were new."""
+    return (
+        _deadlines(session, catalog, calendar, now)
+        + _supplements(session, catalog, calendar, now)
+        + _feedback(session, catalog, calendar, now)
+    )
+
+
+def _procedure_name(catalog: Catalog, code: str) -> dict[str, str]:
+    procedure = catalog.procedures.get(code)
+    return {"vi": procedure.name.vi, "en": procedure.name.en} if procedure else {"vi": code}
+
+
+def _deadlines(session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime) -> int:
+    today = to_local(now).date()
+    horizon = calendar.add_working_days(today, 1)
+    dossiers = session.execute(
+        select(Dossier).where(
+            Dossier.status.in_([s.value for s in RUNNING]),  # type: ignore[attr-defined]
+            Dossier.appointment_date <= horizon,  # type: ignore[arg-type,operator]
+        )
+    ).scalars()
+    queued = 0
+    for dossier in dossiers:
+        assert dossier.id is not None and dossier.appointment_date is not None
+        state = deadline_state(calendar, dossier.appointment_date, now)
+        if state is None or (state is Deadline.OVERDUE and not calendar.is_working_day(today)):
+            continue
+        queued += add_message(
+            session,
+            key=deadline_reminder_key(dossier.id, dossier.appointment_date, state, now),
+            channel=PANEL,
+            recipient=dossier.agency_code,
+            template=f"remind.{state.value}",
+            values={
+                "code": dossier.code,
+                "procedure": _procedure_name(catalog, dossier.procedure_code),
+                "appointment_date": dossier.appointment_date.isoformat(),
+            },
+            dossier_id=dossier.id,
+            at=now,
+        )
+    return queued
+
+
+def _supplements(
+    session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime
+) -> int:
+    latest_request = (
+        select(col(StatusEvent.dossier_id), func.max(col(StatusEvent.id)).label("event_id"))
+        .where(col(StatusEvent.action) == Action.REQUEST_SUPPLEMENT.value)
+        .group_by(col(StatusEvent.dossier_id))
+        .subquery()
+    )
+    rows = session.execute(
+        select(Dossier, StatusEvent)
+        .join(latest_request, latest_request.c.dossier_id == Dossier.id)
+        .join(StatusEvent, col(StatusEvent.id) == latest_request.c.event_id)
+        .where(Dossier.status == Status.SUPPLEMENT_REQUESTED.value)  # type: ignore[arg-type]
+    ).all()
+    queued = 0
+    for dossier, request in rows:
+        if not supplement_reminder_due(calendar, request.at, now):
+            continue
+        identity = reply_identity(session, dossier)
+        if identity is None:
+            continue
+        queued += add_message(
+            session,
+            key=f"remind:supplement:{dossier.id}:{request.id}",
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template="remind.supplement_missing",
+            values={
+                "code": dossier.code,
+                "procedure": _procedure_name(catalog, dossier.procedure_code),
+                "language": identity.language,
+            },
+            dossier_id=dossier.id,
+            citizen_id=dossier.citizen_id,
+            at=now,
+        )
+    return queued
+
+
+def _feedback(session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime) -> int:
+    waiting = session.execute(
+        select(Feedback).where(
+            Feedback.answered_at.is_(None),  # type: ignore[union-attr]
+            Feedback.created_at <= now - timedelta(days=2),  # type: ignore[arg-type]
+        )
+    ).scalars()
+    queued = 0
+    for feedback in waiting:
+        if not feedback_reminder_due(calendar, feedback.created_at, now):
+            continue
+        queued += add_message(
+            session,
+            key=f"remind:feedback:{feedback.id}",
+            channel=PANEL,
+            recipient=_feedback_agency(session, catalog, feedback.citizen_id),
+            template="remind.feedback_unanswered",
+            values=_feedback_values(feedback),
+            citizen_id=feedback.citizen_id,
+            at=now,
+        )
+    return queued
+
+
+def _feedback_agency(session: Session, catalog: Catalog, citizen_id: int) -> str:
+    """The desk that last handled this citizen, else the province's root agency."""
+    agency = session.execute(
+        select(col(Dossier.agency_code))
+        .where(col(Dossier.citizen_id) == citizen_id)
+        .order_by(Dossier.last_activity_at.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).scalar_one_or_none()
+    return agency or catalog.province.code
+
+
+def _feedback_values(feedback: Feedback) -> dict[str, Any]:
+    return {
+        "feedback_id": feedback.id,
+        "received_date": to_local(feedback.created_at).date().isoformat(),
+    }

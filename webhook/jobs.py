@@ -1,0 +1,194 @@
+"""Background work: the dispatcher that moves due outbox messages on, reminders, and `hcc worker`.
+
+Embedded mode (no REDIS_URL): a dispatcher thread in the web process delivers messages itself.
+With Redis: every `hcc worker` runs a dispatcher thread that hands due messages to an rq queue,
+and an rq worker that delivers them. Both call `bots.delivery.deliver`, the one sending path.
+Retries and reminders are scheduled in the database, so they survive a restart or a lost Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bots.delivery import (
+    MailboxSender,
+    MemoryThrottle,
+    Outcome,
+    RedisThrottle,
+    Sender,
+    SmsSender,
+    TelegramSender,
+    Throttle,
+    deliver,
+)
+from storage.db import session_scope
+from storage.outbox import release, take_due
+from storage.reminders import PANEL, queue_reminders
+from webhook.runtime import Runtime, build_runtime
+from webhook.settings import Settings, get_settings
+from webhook.webchat import CHANNEL as WEB_CHAT
+
+log = logging.getLogger(__name__)
+
+QUEUE = "hcc-notices"
+REDIS_RETRY = timedelta(seconds=2)  # messages that could not be queued wait this long
+
+
+def make_senders(settings: Settings, throttle: Throttle) -> dict[str, Sender]:
+    """One sender per configured channel; a channel left out is "unreachable" (SMS fallback)."""
+    client = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+    senders: dict[str, Sender] = {WEB_CHAT: MailboxSender(), PANEL: MailboxSender()}
+    if settings.telegram_citizen_token is not None:
+        senders["telegram"] = TelegramSender(
+            client,
+            settings.telegram_citizen_token.get_secret_value(),
+            settings.telegram_api_base,
+            throttle,
+            per_second=settings.telegram_max_per_second,
+            per_chat_interval=settings.telegram_per_chat_interval,
+        )
+    if settings.sms_gateway_url:
+        auth = settings.sms_gateway_auth_header
+        senders["sms"] = SmsSender(
+            client,
+            settings.sms_gateway_url,
+            auth.get_secret_value() if auth else None,
+            settings.sms_gateway_body,
+        )
+    return senders
+
+
+class Dispatcher:
+    """Finds due messages and reminders; delivers inline (`queue` None) or enqueues to rq."""
+
+    def __init__(self, runtime: Runtime, senders: Mapping[str, Sender], queue: Any = None) -> None:
+        self.runtime, self.senders, self.queue = runtime, senders, queue
+        self.lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
+        self.wake = threading.Event()  # set after a commit that wrote messages: look now
+
+    def dispatch(self, now: datetime | None = None) -> list[Outcome]:
+        """One pass; inline mode returns what happened to each message."""
+        now = now or datetime.now(UTC)
+        with session_scope(self.runtime.engine) as session:
+            ids = take_due(session, now, self.lease)
+        if not ids:
+            return []
+        if self.queue is None:
+            return [
+                deliver(self.runtime.engine, self.senders, i, lease=self.lease, now=now)
+                for i in ids
+            ]
+        try:
+            self.queue.enqueue_many(
+                [
+                    self.queue.prepare_data(deliver_job, (i,), result_ttl=0, failure_ttl=86400)
+                    for i in ids
+                ]
+            )
+        except Exception as error:  # Redis down: the messages wait in the outbox
+            log.warning("could not queue %d messages: %s", len(ids), error)
+            with session_scope(self.runtime.engine) as session:
+                release(session, ids, now + REDIS_RETRY)
+        return []
+
+    def remind(self, now: datetime | None = None) -> int:
+        now = now or datetime.now(UTC)
+        runtime = self.runtime
+        with session_scope(runtime.engine) as session:
+            return queue_reminders(session, runtime.catalog, runtime.calendar, now)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop`: reminders every few minutes, due messages every second or so."""
+        settings = self.runtime.settings
+        next_reminders = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_reminders:
+                    self.remind()
+                    next_reminders = time.monotonic() + settings.reminder_interval_seconds
+                self.dispatch()
+            except Exception:
+                log.exception("dispatcher pass failed; trying again")
+            self.wake.wait(settings.dispatch_interval_seconds)
+            self.wake.clear()
+
+
+class InlineDelivery:
+    """The embedded mode: a dispatcher thread inside the web process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.dispatcher = Dispatcher(runtime, make_senders(runtime.settings, MemoryThrottle()))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.dispatcher.wake.set()
+        self._thread.join(timeout=15)
+
+
+# --- rq worker side -------------------------------------------------------------------------
+
+_worker_context: tuple[Runtime, dict[str, Sender]] | None = None
+
+
+def _context(settings: Settings | None = None) -> tuple[Runtime, dict[str, Sender]]:
+    """The worker process's runtime and senders, built once (rq jobs are plain functions)."""
+    global _worker_context
+    if _worker_context is None:
+        from redis import Redis
+
+        settings = settings or get_settings()
+        assert settings.redis_url, "rq jobs run only when REDIS_URL is set"
+        throttle = RedisThrottle(Redis.from_url(settings.redis_url))
+        _worker_context = (build_runtime(settings), make_senders(settings, throttle))
+    return _worker_context
+
+
+def deliver_job(message_id: int) -> str:
+    """rq job: deliver one outbox message (safe to run twice: the claim decides)."""
+    runtime, senders = _context()
+    lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
+    return deliver(runtime.engine, senders, message_id, lease=lease).state
+
+
+def run_worker(settings: Settings, burst: bool = False) -> None:
+    """`hcc worker`: a dispatcher thread plus an rq worker on the notices queue, until stopped.
+
+    Redis going away does not stop it: it waits and reconnects; messages wait in the outbox."""
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue, SimpleWorker
+
+    assert settings.redis_url, "hcc worker needs REDIS_URL (without it the web process delivers)"
+    redis = Redis.from_url(settings.redis_url)
+    runtime, senders = _context(settings)
+    queue = Queue(QUEUE, connection=redis)
+    stop = threading.Event()
+    dispatcher = Dispatcher(runtime, senders, queue)
+    if burst:
+        dispatcher.remind()
+        dispatcher.dispatch()
+    else:
+        threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
+    try:
+        while True:
+            try:
+                worker = SimpleWorker([queue], connection=redis)
+                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+                return
+            except RedisConnectionError as error:
+                log.warning("Redis unreachable (%s); retrying in 1 s", error)
+                time.sleep(1)
+    finally:
+        stop.set()
