@@ -74,7 +74,7 @@ class Dispatcher:
         self.wake = threading.Event()  # set after a commit that wrote messages: look now
 
     def dispatch(self, now: datetime | None = None) -> list[Outcome]:
-        """One pass; inline mode returns what happened to each message."""
+        """One pass over due messages: what happened to each (inline), or that it was queued."""
         now = now or datetime.now(UTC)
         with session_scope(self.runtime.engine) as session:
             ids = take_due(session, now, self.lease)
@@ -96,7 +96,8 @@ class Dispatcher:
             log.warning("could not queue %d messages: %s", len(ids), error)
             with session_scope(self.runtime.engine) as session:
                 release(session, ids, now + REDIS_RETRY)
-        return []
+            return []
+        return [Outcome("queued")] * len(ids)
 
     def remind(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
@@ -178,7 +179,8 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     dispatcher = Dispatcher(runtime, senders, queue)
     if burst:
         dispatcher.remind()
-        dispatcher.dispatch()
+        while dispatcher.dispatch():
+            pass
     else:
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
     try:

@@ -16,7 +16,10 @@ DEV_SECRET_KEY = "dev-only-change-me"
 class Settings(BaseSettings):
     """Every knob of the product. Secrets come only from the environment (or `.env`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty variable (as left by copying .env.example) means "not set", not "empty string".
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'hcc.sqlite3'}"
     redis_url: str | None = None

@@ -50,6 +50,7 @@ class FakeTelegram:
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
                 Route("/file/bot{token}/{path:path}", self._file, methods=["GET"]),
+                Route("/_delivered", self._delivered, methods=["GET"]),
             ]
         )
 
@@ -153,6 +154,10 @@ class FakeTelegram:
         if method == "getMe":
             return {"id": 1, "is_bot": True, "first_name": "HCC", "username": "hcc_bot"}
         return True
+
+    async def _delivered(self, request: Request) -> Response:
+        """For benchmarks running the fake in its own process: chat ids of delivered messages."""
+        return JSONResponse([call.params.get("chat_id") for call in self.delivered])
 
     async def _file(self, request: Request) -> Response:
         path = request.path_params["path"]

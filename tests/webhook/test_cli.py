@@ -54,3 +54,14 @@ def test_serve_refuses_a_public_address_with_development_settings(
         get_settings.cache_clear()
     error = capsys.readouterr().err
     assert "SECRET_KEY is the development default" in error and "LOAD_DEMO_DATA is on" in error
+
+
+def test_a_copied_env_example_runs_the_embedded_product(tmp_path: Path) -> None:
+    """Copying .env.example to .env leaves tokens empty: they mean "not set", so no Telegram bot
+    with an empty token, no SMS gateway, no Redis — the embedded defaults."""
+    from webhook.settings import REPO_ROOT, Settings
+
+    settings = Settings(_env_file=REPO_ROOT / ".env.example")  # type: ignore[call-arg]
+    assert settings.telegram_citizen_token is None and settings.redis_url is None
+    assert settings.sms_gateway_url is None and settings.secret_key.get_secret_value()
+    assert settings.unsafe_for_public_use() == []
