@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.calendar import WorkingCalendar, to_local
 from core.catalog import Agency as Agency_
@@ -215,6 +215,17 @@ def reply_identity(session: Session, dossier: Dossier) -> ChannelIdentity | None
             ChannelIdentity.channel == dossier.channel,  # type: ignore[arg-type]
         )
     ).scalar_one_or_none()
+
+
+def feedback_agency(session: Session, catalog: Catalog, citizen_id: int) -> str:
+    """The desk that last handled this citizen, else the province's root agency."""
+    agency = session.execute(
+        select(col(Dossier.agency_code))
+        .where(col(Dossier.citizen_id) == citizen_id)
+        .order_by(Dossier.last_activity_at.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).scalar_one_or_none()
+    return agency or catalog.province.code
 
 
 def find_by_code(session: Session, text: str) -> Dossier | None:

@@ -29,6 +29,7 @@ from core.qr import lookup_url, qr_png
 from storage.dossiers import (
     apply_command,
     citizen_public_statuses,
+    feedback_agency,
     lookup_public_status,
     open_supplement,
     submit_dossier,
@@ -184,6 +185,7 @@ class StorageBackoffice:
             Feedback(
                 citizen_id=self.identity.citizen_id,
                 channel=self.identity.channel,
+                agency_code=feedback_agency(self.session, self.catalog, self.identity.citizen_id),
                 text=text,
                 media_keys=[f["key"] for f in files],
             )

@@ -88,6 +88,7 @@ class Dossier(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_dossier_agency_status_activity", "agency_code", "status", "last_activity_at"),
+        Index("ix_dossier_agency_activity", "agency_code", "last_activity_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -215,7 +216,18 @@ class Feedback(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     citizen_id: int = Field(foreign_key="citizen.id", index=True)
     channel: str = Field(max_length=16)
+    # The desk that answers it: the one that last handled this citizen, else the province's.
+    agency_code: str | None = Field(default=None, max_length=32, index=True)
     text: str
     media_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     answered_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class CannedReply(SQLModel, table=True):
+    """Câu trả lời mẫu of an agency, with placeholders such as {code}, {name}, {procedure}."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_code: str = Field(foreign_key="agency.code", max_length=32, index=True)
+    title: str = Field(max_length=120)
+    text: str

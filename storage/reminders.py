@@ -20,7 +20,7 @@ from core.reminders import (
     feedback_reminder_due,
     supplement_reminder_due,
 )
-from storage.dossiers import reply_identity
+from storage.dossiers import feedback_agency, reply_identity
 from storage.models import Dossier, Feedback, StatusEvent
 from storage.outbox import add_message
 
@@ -130,24 +130,14 @@ def _feedback(session: Session, catalog: Catalog, calendar: WorkingCalendar, now
             session,
             key=f"remind:feedback:{feedback.id}",
             channel=PANEL,
-            recipient=_feedback_agency(session, catalog, feedback.citizen_id),
+            recipient=feedback.agency_code
+            or feedback_agency(session, catalog, feedback.citizen_id),
             template="remind.feedback_unanswered",
             values=_feedback_values(feedback),
             citizen_id=feedback.citizen_id,
             at=now,
         )
     return queued
-
-
-def _feedback_agency(session: Session, catalog: Catalog, citizen_id: int) -> str:
-    """The desk that last handled this citizen, else the province's root agency."""
-    agency = session.execute(
-        select(col(Dossier.agency_code))
-        .where(col(Dossier.citizen_id) == citizen_id)
-        .order_by(Dossier.last_activity_at.desc())  # type: ignore[attr-defined]
-        .limit(1)
-    ).scalar_one_or_none()
-    return agency or catalog.province.code
 
 
 def _feedback_values(feedback: Feedback) -> dict[str, Any]:

@@ -11,15 +11,17 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
 from core.messages import render
+from core.notices import render_notice
 from webhook.runtime import Runtime, build_runtime
 from webhook.settings import REPO_ROOT, Settings, get_settings
 
 templates = Jinja2Templates(directory=str(REPO_ROOT / "templates" / "web"))
 templates.env.globals["t"] = render
+templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import health, lookup, sms, telegram, webchat
+    from webhook import admin, health, lookup, sms, telegram, webchat
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(sms.router)
     app.include_router(telegram.router)
     app.include_router(webchat.router)
+    admin.install(app)
     return app
 
 

@@ -24,6 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     catalog.add_argument("--check", type=Path, metavar="FILE", help="validate an operator file")
     catalog.add_argument("--lang", default="vi", choices=["vi", "en"])
 
+    staff = commands.add_parser("staff", help="desk staff accounts")
+    staff_actions = staff.add_subparsers(dest="staff_action", required=True)
+    create = staff_actions.add_parser(
+        "create", help="create an account; prints a one-time password"
+    )
+    create.add_argument("username", help="name.unit, e.g. lan.ttphcc")
+    create.add_argument("--name", required=True, help="full name, e.g. 'Trần Thị Lan'")
+    create.add_argument("--agency", required=True, help="agency code, e.g. 000.00.10.H53")
+    create.add_argument(
+        "--role", default="desk_officer", choices=["desk_officer", "agency_admin", "system_admin"]
+    )
+    reset = staff_actions.add_parser("reset", help="a new one-time password (also unlocks)")
+    reset.add_argument("username")
+
     worker = commands.add_parser(
         "worker", help="deliver notices and reminders from Redis (rq); needs REDIS_URL"
     )
@@ -37,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return _telegram_setup()
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
+    if args.command == "staff":
+        return _staff(args)
     if args.command == "worker":
         return _worker(args.burst)
     if args.command == "migrate":
@@ -67,6 +83,46 @@ def prepare_database() -> list[str]:
             )
     runtime.engine.dispose()
     return codes
+
+
+def _staff(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from core.messages import render
+    from core.staff import Role
+    from storage.db import session_scope
+    from storage.models import StaffUser
+    from storage.staff import StaffError, create_staff, reset_password
+    from webhook.runtime import build_runtime
+
+    prepare_database()
+    runtime = build_runtime(get_settings())
+    try:
+        with session_scope(runtime.engine) as session:
+            if args.staff_action == "create":
+                user, password = create_staff(
+                    session,
+                    username=args.username,
+                    full_name=args.name,
+                    agency_code=args.agency,
+                    role=Role(args.role),
+                )
+            else:
+                found = session.execute(
+                    select(StaffUser).where(StaffUser.username == args.username)
+                ).scalar_one_or_none()
+                if found is None:
+                    print(f"No account {args.username}.", file=sys.stderr)
+                    return 1
+                user, password = found, reset_password(session, found)
+            username = user.username
+    except StaffError as error:
+        print(render(error.key, "vi"), file=sys.stderr)
+        return 1
+    finally:
+        runtime.engine.dispose()
+    print(render("admin.staff.one_time", "vi", username=username, password=password))
+    return 0
 
 
 def _worker(burst: bool) -> int:

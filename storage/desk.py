@@ -1,0 +1,185 @@
+"""What a desk officer writes besides status changes: replies in the citizen's thread, transfers
+to another agency, canned replies, answers to feedback. Each notice to the citizen goes into the
+outbox in the same transaction."""
+
+from __future__ import annotations
+
+import string
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from core.catalog import Catalog
+from core.dossier import CLOSED, Status
+from core.staff import StaffMember
+from storage.dossiers import reply_identity
+from storage.models import (
+    CannedReply,
+    ChannelIdentity,
+    Citizen,
+    Dossier,
+    Feedback,
+    StatusEvent,
+    ThreadMessage,
+)
+from storage.outbox import add_message
+from storage.staff import StaffError
+
+MAX_REPLY = 3000
+
+
+def reply_to_citizen(
+    session: Session, dossier: Dossier, staff: StaffMember, text: str, at: datetime
+) -> ThreadMessage:
+    """A message in the dossier's thread, pushed to the citizen on their channel."""
+    text = text.strip()
+    if not text:
+        raise StaffError("admin.error.reply_empty")
+    assert dossier.id is not None
+    message = ThreadMessage(
+        dossier_id=dossier.id, direction="out", staff_user_id=staff.id, text=text[:MAX_REPLY]
+    )
+    session.add(message)
+    dossier.last_activity_at = at
+    session.add(dossier)
+    session.flush()
+    identity = reply_identity(session, dossier)
+    if identity is not None:
+        add_message(
+            session,
+            key=f"reply:{message.id}",
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template="notice.reply",
+            values={"code": dossier.code, "text": message.text, "language": identity.language},
+            dossier_id=dossier.id,
+            citizen_id=dossier.citizen_id,
+            at=at,
+        )
+    return message
+
+
+def transfer(
+    session: Session,
+    dossier: Dossier,
+    to_agency: str,
+    staff: StaffMember,
+    catalog: Catalog,
+    at: datetime,
+    reason: str,
+) -> None:
+    """Hand an open dossier to another receiving desk for the same procedure (whatever the
+    citizen's residence); the code stays, the audit trail records who and why."""
+    procedure = catalog.procedure(dossier.procedure_code)
+    targets = {a.code for a in catalog.receiving_agencies(procedure)} - {dossier.agency_code}
+    if to_agency not in targets:
+        raise StaffError("admin.error.transfer_target")
+    if Status(dossier.status) in CLOSED:
+        raise StaffError("admin.error.transfer_closed")
+    if not reason.strip():
+        raise StaffError("admin.error.reason_required")
+    assert dossier.id is not None
+    source = dossier.agency_code
+    dossier.agency_code, dossier.last_activity_at = to_agency, at
+    session.add(dossier)
+    agency = catalog.agency(to_agency)
+    session.add(
+        StatusEvent(
+            dossier_id=dossier.id,
+            action="transfer",
+            from_status=dossier.status,
+            to_status=dossier.status,
+            actor_kind="desk_officer",
+            staff_user_id=staff.id,
+            note=f"Chuyển hồ sơ từ {source} đến {agency.name.vi}. Lý do: {reason.strip()}",
+            details={"from": source, "to": to_agency, "reason": reason.strip()},
+            at=at,
+        )
+    )
+    session.flush()
+    identity = reply_identity(session, dossier)
+    if identity is not None:
+        add_message(
+            session,
+            key=f"transfer:{dossier.id}:{to_agency}:{at.isoformat()}",
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template="notice.transferred",
+            values={
+                "code": dossier.code,
+                "agency": {"vi": agency.name.vi, "en": agency.name.en},
+                "language": identity.language,
+            },
+            dossier_id=dossier.id,
+            citizen_id=dossier.citizen_id,
+            at=at,
+        )
+
+
+def canned_replies(session: Session, agency_code: str) -> list[CannedReply]:
+    return list(
+        session.execute(
+            select(CannedReply)
+            .where(col(CannedReply.agency_code) == agency_code)
+            .order_by(col(CannedReply.title))
+        ).scalars()
+    )
+
+
+PLACEHOLDERS = ("code", "name", "procedure", "appointment_date")
+
+
+def add_canned_reply(session: Session, agency_code: str, title: str, text: str) -> CannedReply:
+    if not title.strip() or not text.strip():
+        raise StaffError("admin.error.canned_empty")
+    names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    if not names <= set(PLACEHOLDERS):
+        raise StaffError("admin.error.canned_placeholder")
+    reply = CannedReply(agency_code=agency_code, title=title.strip()[:120], text=text.strip())
+    session.add(reply)
+    session.flush()
+    return reply
+
+
+def fill_canned_reply(text: str, values: dict[str, Any]) -> str:
+    """Placeholders filled from the dossier; an unknown one is left as typed."""
+    return string.Formatter().vformat(text, (), _Defaulting(values))
+
+
+class _Defaulting(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def answer_feedback(
+    session: Session, feedback: Feedback, staff: StaffMember, text: str, at: datetime
+) -> None:
+    """Trả lời phản ánh: the answer goes to the citizen on the channel the feedback came from."""
+    if not text.strip():
+        raise StaffError("admin.error.reply_empty")
+    identity = session.execute(
+        select(ChannelIdentity).where(
+            col(ChannelIdentity.citizen_id) == feedback.citizen_id,
+            col(ChannelIdentity.channel) == feedback.channel,
+        )
+    ).scalar_one_or_none()
+    feedback.answered_at = at
+    session.add(feedback)
+    if identity is not None:
+        add_message(
+            session,
+            key=f"feedback:{feedback.id}",
+            channel=identity.channel,
+            recipient=identity.external_id,
+            template="notice.feedback_answer",
+            values={"text": text.strip()[:MAX_REPLY], "language": identity.language},
+            citizen_id=feedback.citizen_id,
+            at=at,
+        )
+
+
+def citizen_name(session: Session, dossier: Dossier) -> str:
+    citizen = session.get(Citizen, dossier.citizen_id) if dossier.citizen_id else None
+    return (citizen.full_name if citizen else None) or ""

@@ -1,0 +1,541 @@
+"""The desk panel over HTTP on SQLite and PostgreSQL: sign-in, forced password change, lockout,
+CSRF, agency isolation, every desk action through the state machine with its outbox notice,
+forms 01–05, accounts, canned replies, undelivered messages, reports."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import zxingcpp
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.catalog import Catalog
+from core.dossier import Action
+from core.staff import Role
+from storage.db import session_scope
+from storage.models import Dossier, OutboxMessage, StaffUser, StatusEvent, ThreadMessage
+from storage.staff import create_staff
+from tests.dossiers import act, citizen_dossier
+from webhook.app import create_app
+from webhook.runtime import Runtime
+from webhook.settings import Settings
+
+PASSWORD = "Một-cửa-2026!"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def app_runtime(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
+    app = create_app(settings)
+    with TestClient(app, follow_redirects=False) as client:
+        yield client, app.state.runtime
+    app.state.runtime.engine.dispose()
+
+
+def first_agency(catalog: Catalog, slug: str = "ho-kinh-doanh") -> str:
+    return catalog.receiving_agencies(catalog.procedure_by_slug(slug))[0].code
+
+
+def other_agency(catalog: Catalog, slug: str = "ho-kinh-doanh") -> str:
+    return catalog.receiving_agencies(catalog.procedure_by_slug(slug))[1].code
+
+
+def new_account(
+    runtime: Runtime, username: str, agency: str, role: Role = Role.DESK_OFFICER
+) -> str:
+    with session_scope(runtime.engine) as session:
+        _, one_time = create_staff(
+            session, username=username, full_name=username.title(), agency_code=agency, role=role
+        )
+    return one_time
+
+
+class Desk:
+    """A staff member's browser session (cookies, CSRF token of the last page)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.token = ""
+
+    def get(self, url: str, **kwargs: object) -> object:
+        response = self.client.get(url, **kwargs)  # type: ignore[arg-type]
+        found = CSRF.search(response.text)
+        if found:
+            self.token = found.group(1)
+        return response
+
+    def post(self, url: str, data: dict[str, str] | None = None, **kwargs: object) -> object:
+        return self.client.post(url, data={"csrf": self.token, **(data or {})}, **kwargs)  # type: ignore[arg-type]
+
+    def login(self, username: str, password: str) -> object:
+        self.get("/admin/login")
+        return self.post("/admin/login", {"username": username, "password": password})
+
+
+def signed_in(
+    client: TestClient, runtime: Runtime, username: str, agency: str, role: Role = Role.DESK_OFFICER
+) -> Desk:
+    """A fresh account that signed in with its one-time password and chose its own."""
+    one_time = new_account(runtime, username, agency, role)
+    client.cookies.clear()
+    desk = Desk(client)
+    assert desk.login(username, one_time).status_code == 303  # type: ignore[attr-defined]
+    desk.get("/admin/password")
+    response = desk.post(
+        "/admin/password", {"current": one_time, "new": PASSWORD, "repeat": PASSWORD}
+    )
+    assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+    desk.get("/admin")
+    return desk
+
+
+def rows(runtime: Runtime, model: type) -> list:  # type: ignore[type-arg]
+    with Session(runtime.engine) as session:
+        return list(session.execute(select(model)).scalars())
+
+
+def test_first_sign_in_forces_a_password_change(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    assert client.get("/admin").headers["location"] == "/admin/login"
+    one_time = new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk = Desk(client)
+    assert desk.login("lan.ttphcc", one_time).headers["location"] == "/admin"  # type: ignore[attr-defined]
+    # Every page leads to the password page until it is changed.
+    assert client.get("/admin").headers["location"] == "/admin/password"
+    assert client.get("/admin/reports").headers["location"] == "/admin/password"
+    desk.get("/admin/password")
+    weak = desk.post("/admin/password", {"current": one_time, "new": "lan123", "repeat": "lan123"})
+    assert weak.status_code == 400 and "ít nhất 10 ký tự" in weak.text  # type: ignore[attr-defined]
+    wrong = desk.post("/admin/password", {"current": "guess", "new": PASSWORD, "repeat": PASSWORD})
+    assert "Mật khẩu hiện tại không đúng" in wrong.text  # type: ignore[attr-defined]
+    old_cookie = client.cookies.get("hcc_staff")
+    done = desk.post("/admin/password", {"current": one_time, "new": PASSWORD, "repeat": PASSWORD})
+    assert done.headers["location"] == "/admin?done=password"  # type: ignore[attr-defined]
+    assert client.get("/admin").status_code == 200
+    # The session from before the change is over; the one-time password no longer works.
+    stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": old_cookie or ""})
+    assert stale.get("/admin").headers["location"] == "/admin/login"
+    client.cookies.clear()
+    assert Desk(client).login("lan.ttphcc", one_time).status_code == 401  # type: ignore[attr-defined]
+    [user] = rows(runtime, StaffUser)
+    assert user.password_hash.startswith("$argon2id$")
+
+
+def test_repeated_failures_lock_the_account_with_the_same_answer_for_unknown_names(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    one_time = new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk = Desk(client)
+    unknown = desk.login("nobody.ttphcc", "whatever")
+    wrong = desk.login("lan.ttphcc", "whatever")
+    assert unknown.status_code == wrong.status_code == 401  # type: ignore[attr-defined]
+    assert "Tài khoản hoặc mật khẩu không đúng" in unknown.text  # type: ignore[attr-defined]
+    for _ in range(3):
+        desk.login("lan.ttphcc", "whatever")
+    fifth = desk.login("lan.ttphcc", "whatever")
+    assert fifth.status_code == 403  # type: ignore[attr-defined]
+    locked = desk.login("lan.ttphcc", one_time)  # the right password, too late
+    assert locked.status_code == 403 and "tạm khóa" in locked.text  # type: ignore[attr-defined]
+    assert "hcc_staff" not in client.cookies
+
+
+def test_forms_without_the_session_token_or_from_another_site_change_nothing(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    agency = first_agency(runtime.catalog)
+    desk = signed_in(client, runtime, "lan.ttphcc", agency)
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    url = f"/admin/dossiers/{code}/act"
+    assert client.post(url, data={"action": "accept"}).status_code == 403
+    assert client.post(url, data={"action": "accept", "csrf": "forged"}).status_code == 403
+    cross = desk.post(url, {"action": "accept"}, headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403  # type: ignore[attr-defined]
+    assert [d.status for d in rows(runtime, Dossier)] == ["submitted"]
+    assert desk.post(url, {"action": "accept"}).status_code == 303  # type: ignore[attr-defined]
+    assert [d.status for d in rows(runtime, Dossier)] == ["accepted"]
+    # The login form has its own token too.
+    client.cookies.clear()
+    assert (
+        client.post(
+            "/admin/login", data={"username": "lan.ttphcc", "password": PASSWORD}
+        ).status_code
+        == 403
+    )
+
+
+def test_another_agencys_dossier_is_not_found_whatever_the_url(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    stranger = signed_in(client, runtime, "binh.phuong2", other_agency(runtime.catalog))
+    for url in (
+        f"/admin/dossiers/{code}",
+        f"/admin/dossiers/{code}/forms/05",
+        f"/admin/dossiers/{code}/forms/05.png",
+        f"/admin/dossiers/{code}/files/1",
+    ):
+        assert client.get(url).status_code == 404, url
+    assert stranger.post(f"/admin/dossiers/{code}/act", {"action": "accept"}).status_code == 404  # type: ignore[attr-defined]
+    assert stranger.post(f"/admin/dossiers/{code}/reply", {"text": "hi"}).status_code == 404  # type: ignore[attr-defined]
+    assert code not in client.get("/admin?queue=all").text
+    assert [d.status for d in rows(runtime, Dossier)] == ["submitted"]
+    assert rows(runtime, OutboxMessage) == []  # no notice either
+
+
+def test_each_desk_action_goes_through_the_state_machine_and_queues_a_notice(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    catalog = runtime.catalog
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(catalog))
+    dossier_id, code = citizen_dossier(
+        runtime.engine, catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    page = desk.get(f"/admin/dossiers/{code}")
+    assert "Nguyễn Văn An" in page.text and "+84912345678" in page.text  # type: ignore[attr-defined]
+
+    procedure = catalog.procedure_by_slug("ho-kinh-doanh")
+    first, second = procedure.components[0].code, procedure.components[1].code
+    empty = desk.post(f"/admin/dossiers/{code}/act", {"action": "request_supplement"})
+    assert empty.status_code == 409  # type: ignore[attr-defined]
+    asked = desk.post(
+        f"/admin/dossiers/{code}/act",
+        {
+            "action": "request_supplement",
+            f"missing_{first}": "1",
+            f"reason_{first}": "Ảnh bị mờ",
+            f"missing_{second}": "1",
+            f"reason_{second}": "Thiếu trang 2",
+            f"reason_{procedure.components[2].code}": "",
+        },
+    )
+    assert asked.status_code == 303  # type: ignore[attr-defined]
+    form02 = desk.get(f"/admin/dossiers/{code}/forms/02")
+    assert "Ảnh bị mờ" in form02.text and "Thiếu trang 2" in form02.text  # type: ignore[attr-defined]
+
+    from core.dossier import Actor
+
+    act(
+        runtime.engine,
+        catalog,
+        runtime.calendar,
+        dossier_id,
+        Action.RESUBMIT,
+        datetime.now(UTC),
+        actor=Actor.CITIZEN,
+    )
+    desk.get(f"/admin/dossiers/{code}")
+    assert desk.post(f"/admin/dossiers/{code}/act", {"action": "accept"}).status_code == 303  # type: ignore[attr-defined]
+    desk.get(f"/admin/dossiers/{code}")
+    reply = desk.post(
+        f"/admin/dossiers/{code}/reply", {"text": "Mời anh mang bản chính khi nhận kết quả."}
+    )
+    assert reply.status_code == 303  # type: ignore[attr-defined]
+    for action in ("forward", "result_ready", "return_result"):
+        desk.get(f"/admin/dossiers/{code}")
+        assert desk.post(f"/admin/dossiers/{code}/act", {"action": action}).status_code == 303, (
+            action
+        )  # type: ignore[attr-defined]
+
+    # (Telegram is not configured in this app: each notice also gets its SMS fallback row.)
+    templates = [m.template for m in rows(runtime, OutboxMessage) if m.channel == "telegram"]
+    assert templates == [
+        "notice.supplement_requested",
+        "notice.accepted",
+        "notice.reply",
+        "notice.result_ready",
+        "notice.returned",
+        "notice.rating_request",
+    ]
+    [officer] = rows(runtime, StaffUser)
+    desk_events = [e for e in rows(runtime, StatusEvent) if e.actor_kind == "desk_officer"]
+    assert {e.staff_user_id for e in desk_events} == {officer.id}
+    assert [m.text for m in rows(runtime, ThreadMessage)] == [
+        "Mời anh mang bản chính khi nhận kết quả."
+    ]
+    # Form 05, the control sheet, lists every step with the officer's name.
+    sheet = desk.get(f"/admin/dossiers/{code}/forms/05").text  # type: ignore[attr-defined]
+    assert sheet.count("Lan.Ttphcc") >= 5
+
+
+def test_form_01_prints_with_a_qr_code_of_the_lookup_page(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    assert client.get(f"/admin/dossiers/{code}/forms/01").status_code == 404  # not accepted yet
+    desk.get(f"/admin/dossiers/{code}")
+    desk.post(f"/admin/dossiers/{code}/act", {"action": "accept"})
+    page = client.get(f"/admin/dossiers/{code}/forms/01")
+    assert "GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ" in page.text and "Nguyễn Văn An" in page.text
+    image = client.get(f"/admin/dossiers/{code}/forms/01.png")
+    assert image.headers["content-type"] == "image/png"
+    decoded = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(image.content)))]
+    assert decoded == [f"https://hcc.example.vn/lookup/{code}"]
+
+
+def test_a_refused_extension_says_why_and_changes_nothing(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    dossier_id, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    act(
+        runtime.engine,
+        runtime.catalog,
+        runtime.calendar,
+        dossier_id,
+        Action.ACCEPT,
+        datetime.now(UTC),
+    )
+    desk.get(f"/admin/dossiers/{code}")
+    response = desk.post(
+        f"/admin/dossiers/{code}/act", {"action": "extend", "new_date": "2020-01-01", "reason": "x"}
+    )
+    assert response.status_code == 409 and "error" in response.text  # type: ignore[attr-defined]
+    assert [d.extended for d in rows(runtime, Dossier)] == [False]
+
+
+def test_transfer_keeps_the_code_and_moves_the_dossier_between_desks(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    catalog = runtime.catalog
+    _, code = citizen_dossier(runtime.engine, catalog, runtime.calendar, at=datetime.now(UTC))
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(catalog))
+    desk.get(f"/admin/dossiers/{code}")
+    moved = desk.post(
+        f"/admin/dossiers/{code}/transfer",
+        {"agency": other_agency(catalog), "reason": "Sai địa bàn"},
+    )
+    assert moved.status_code == 303  # type: ignore[attr-defined]
+    assert client.get(f"/admin/dossiers/{code}").status_code == 404
+    signed_in(client, runtime, "binh.phuong2", other_agency(catalog))
+    assert code in client.get("/admin?queue=new").text
+    [dossier] = rows(runtime, Dossier)
+    assert dossier.code == code and dossier.agency_code == other_agency(catalog)
+    assert [m.template for m in rows(runtime, OutboxMessage) if m.channel == "telegram"] == [
+        "notice.transferred"
+    ]
+
+
+def test_inbox_queues_search_and_pagination(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    catalog, calendar = runtime.catalog, runtime.calendar
+    now = datetime.now(UTC)
+    codes = []
+    for i in range(27):
+        _, code = citizen_dossier(
+            runtime.engine,
+            catalog,
+            calendar,
+            external_id=str(900 + i),
+            phone=f"+8491234{i:04d}",
+            at=now - timedelta(minutes=i),
+        )
+        codes.append(code)
+    accepted_id, accepted_code = citizen_dossier(runtime.engine, catalog, calendar, at=now)
+    act(runtime.engine, catalog, calendar, accepted_id, Action.ACCEPT, now)
+    signed_in(client, runtime, "lan.ttphcc", first_agency(catalog))
+    page = client.get("/admin").text
+    assert re.search(r'data-queue="new">\s*Mới nộp<span class="count">27<', page)
+    assert re.search(
+        r'data-queue="in_progress">\s*Đã tiếp nhận / đang giải quyết<span class="count">1<', page
+    )
+    assert codes[0] in page and codes[25] not in page  # newest first, 25 a page
+    assert codes[25] in client.get("/admin?queue=new&page=2").text
+    found = client.get("/admin", params={"queue": "all", "q": "0912340003"}).text
+    assert codes[3] in found and codes[4] not in found
+    assert (
+        accepted_code
+        in client.get("/admin", params={"queue": "all", "q": accepted_code.lower()}).text
+    )
+    assert client.get("/admin/stamp").json()["stamp"]
+
+
+def test_accounts_are_managed_within_the_agency(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    catalog = runtime.catalog
+    signed_in(client, runtime, "lan.ttphcc", first_agency(catalog))
+    assert client.get("/admin/staff").status_code == 403  # an officer does not manage accounts
+    admin = signed_in(client, runtime, "hoa.ttphcc", first_agency(catalog), Role.AGENCY_ADMIN)
+    admin.get("/admin/staff")
+    made = admin.post(
+        "/admin/staff",
+        {
+            "username": "minh.ttphcc",
+            "full_name": "Lê Minh",
+            "role": "desk_officer",
+            "agency": first_agency(catalog),
+        },
+    )
+    assert "Mật khẩu dùng một lần của minh.ttphcc" in made.text  # type: ignore[attr-defined]
+    bad = admin.post("/admin/staff", {"username": "Minh", "full_name": "x", "role": "desk_officer"})
+    assert "tên.đơnvị" in bad.text  # type: ignore[attr-defined]
+    foreign = admin.post(
+        "/admin/staff",
+        {
+            "username": "an.khac",
+            "full_name": "x",
+            "role": "desk_officer",
+            "agency": other_agency(catalog),
+        },
+    )
+    assert foreign.status_code == 403  # type: ignore[attr-defined]
+    boss = admin.post(
+        "/admin/staff", {"username": "an.khac", "full_name": "x", "role": "system_admin"}
+    )
+    assert boss.status_code == 403  # type: ignore[attr-defined]
+    names = {u.username for u in rows(runtime, StaffUser)}
+    assert names == {"lan.ttphcc", "hoa.ttphcc", "minh.ttphcc"}
+
+
+def test_the_system_admin_sees_no_personal_data(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    signed_in(client, runtime, "root.sotttt", runtime.catalog.province.code, Role.SYSTEM_ADMIN)
+    assert client.get(f"/admin/dossiers/{code}").status_code == 404
+    assert client.get("/admin/staff").status_code == 200
+    assert (
+        client.get("/admin/reports", params={"agency": first_agency(runtime.catalog)}).status_code
+        == 200
+    )
+
+
+def test_canned_replies_fill_their_placeholders(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    admin = signed_in(
+        client, runtime, "hoa.ttphcc", first_agency(runtime.catalog), Role.AGENCY_ADMIN
+    )
+    admin.get("/admin/canned")
+    wrong = admin.post("/admin/canned", {"title": "X", "text": "Chào {ten}"})
+    assert wrong.status_code == 400  # type: ignore[attr-defined]
+    admin.post(
+        "/admin/canned",
+        {"title": "Nhắc bản chính", "text": "Chào {name}, hồ sơ {code} cần bản chính."},
+    )
+    page = client.get(f"/admin/dossiers/{code}").text
+    assert f"Chào Nguyễn Văn An, hồ sơ {code} cần bản chính." in page
+
+
+def test_undelivered_messages_can_be_retried_from_the_panel(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    dossier_id, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, channel="zalo", at=datetime.now(UTC)
+    )
+    act(
+        runtime.engine,
+        runtime.catalog,
+        runtime.calendar,
+        dossier_id,
+        Action.ACCEPT,
+        datetime.now(UTC),
+    )
+    with session_scope(runtime.engine) as session:
+        message = session.execute(select(OutboxMessage)).scalar_one()
+        message.state, message.last_error = "dead", "zalo: channel not configured"
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    page = desk.get("/admin/deliveries")
+    assert code in page.text and "zalo: channel not configured" in page.text  # type: ignore[attr-defined]
+    assert desk.post(f"/admin/deliveries/{message.id}/retry").status_code == 303  # type: ignore[attr-defined]
+    [retried] = rows(runtime, OutboxMessage)
+    assert (
+        retried.state in ("pending", "queued", "sending", "rerouted", "dead")
+        and retried.attempts <= 1
+    )
+    stranger = signed_in(client, runtime, "binh.phuong2", other_agency(runtime.catalog))
+    stranger.get("/admin/deliveries")
+    assert stranger.post(f"/admin/deliveries/{message.id}/retry").status_code == 404  # type: ignore[attr-defined]
+
+
+def test_reports_count_on_time_and_late_and_export_csv(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    catalog, calendar, engine = runtime.catalog, runtime.calendar, runtime.engine
+    monday = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    on_time, _ = citizen_dossier(engine, catalog, calendar, at=monday)
+    late, _ = citizen_dossier(engine, catalog, calendar, external_id="556", at=monday)
+    refused, _ = citizen_dossier(engine, catalog, calendar, external_id="557", at=monday)
+    for dossier_id in (on_time, late):
+        act(engine, catalog, calendar, dossier_id, Action.ACCEPT, monday)  # due Thursday 10 Dec
+    act(engine, catalog, calendar, on_time, Action.RESULT_READY, monday + timedelta(days=2))
+    act(engine, catalog, calendar, late, Action.RESULT_READY, monday + timedelta(days=7))
+    act(engine, catalog, calendar, refused, Action.REFUSE, monday, reason="Sai thủ tục")
+    signed_in(client, runtime, "lan.ttphcc", first_agency(catalog))
+    params = {"since": "2026-12-01", "until": "2026-12-31"}
+    page = client.get("/admin/reports", params=params).text
+    total = re.search(r"<tr><th>Tổng</th>((?:\s*<td>[^<]*</td>)+)", page)
+    assert total is not None
+    cells = re.findall(r"<td>([^<]*)</td>", total.group(1))
+    assert cells[:6] == [
+        "3",
+        "2",
+        "1",
+        "2",
+        "1",
+        "1",
+    ]  # received, accepted, refused, finished, on time, late
+    assert cells[6] == "3.5"  # (2 + 5) working days / 2
+    assert 'id="on-time-chart"' in page
+    csv = client.get("/admin/reports", params={**params, "format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "Đã nhận" in csv.text and "Đăng ký thành lập hộ kinh doanh" in csv.text
+
+
+def test_hcc_staff_create_prints_a_one_time_password(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from webhook.cli import main
+    from webhook.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LOAD_DEMO_DATA", "false")
+    get_settings.cache_clear()
+    try:
+        assert (
+            main(
+                [
+                    "staff",
+                    "create",
+                    "lan.ttphcc",
+                    "--name",
+                    "Trần Thị Lan",
+                    "--agency",
+                    "000.00.10.H53",
+                ]
+            )
+            == 0
+        )
+        assert main(["staff", "create", "Lan", "--name", "x", "--agency", "000.00.10.H53"]) == 1
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert "Mật khẩu dùng một lần của lan.ttphcc:" in out.out
+    assert "tên.đơnvị" in out.err

@@ -1,0 +1,832 @@
+"""/admin: the one-stop desk's panel. Routes translate forms into storage and core calls.
+
+Every page needs a signed-in staff member (else: the login page); every POST needs the CSRF token
+of the session and a same-site Origin; every dossier is looked up within the officer's agency,
+so another agency's dossier is "not found" (404) whatever the URL says.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlmodel import Session, col
+from starlette.datastructures import FormData
+
+from core.calendar import to_local
+from core.catalog import Text
+from core.conversation import RATING_REQUEST
+from core.dossier import (
+    Action,
+    Actor,
+    Command,
+    DossierRuleError,
+    MissingItem,
+    Status,
+    allowed_actions,
+)
+from core.forms import FORM_NUMBERS, FormFacts, FormStep, build_form, form_png
+from core.messages import render
+from core.qr import lookup_url, qr_png
+from core.staff import LOCKOUT_MINUTES, Permission, Role, can, roles_assignable_by
+from storage.db import session_scope
+from storage.desk import (
+    add_canned_reply,
+    answer_feedback,
+    canned_replies,
+    fill_canned_reply,
+    reply_to_citizen,
+    transfer,
+)
+from storage.dossiers import apply_command
+from storage.inbox import (
+    QUEUES,
+    DossierView,
+    InboxFilter,
+    InboxRow,
+    agency_reminders,
+    dossier_view,
+    inbox_page,
+    latest_activity,
+    queue_counts,
+)
+from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
+from storage.outbox import retry_dead
+from storage.reports import report
+from storage.staff import (
+    Login,
+    StaffError,
+    authenticate,
+    change_password,
+    create_staff,
+    member,
+    reset_password,
+    session_fingerprint,
+)
+from webhook.app import RuntimeDep, templates, wake_delivery
+from webhook.runtime import Runtime
+from webhook.staff_session import (
+    COOKIE,
+    LOGIN_CSRF_COOKIE,
+    MAX_AGE,
+    csrf_ok,
+    csrf_token,
+    issue,
+    new_login_token,
+    read,
+    same_origin,
+    set_cookie,
+)
+
+router = APIRouter(prefix="/admin")
+LANG = "vi"
+DESK_ACTIONS = allowed_actions  # re-exported for templates: what the desk may do in a status
+
+
+class LoginRequired(Exception):
+    pass
+
+
+class PasswordChangeRequired(Exception):
+    pass
+
+
+@dataclass
+class Staff:
+    user: StaffUser
+    csrf: str
+
+    @property
+    def member(self) -> Any:
+        return member(self.user)
+
+    def can(self, permission: Permission, agency_code: str | None = None) -> bool:
+        return can(self.member, permission, agency_code or self.user.agency_code)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
+    secret = runtime.settings.secret_key.get_secret_value()
+    cookie = request.cookies.get(COOKIE)
+    claim = read(secret, cookie)
+    if claim is None:
+        raise LoginRequired
+    with Session(runtime.engine) as session:
+        user = session.get(StaffUser, claim.user_id)
+    if user is None or session_fingerprint(user) != claim.fingerprint:
+        raise LoginRequired
+    if user.must_change_password and request.url.path != "/admin/password":
+        raise PasswordChangeRequired
+    return Staff(user, csrf_token(secret, cookie or ""))
+
+
+StaffDep = Annotated[Staff, Depends(current_staff)]
+
+
+async def checked_form(request: Request, runtime: RuntimeDep, staff: StaffDep) -> FormData:
+    """The POSTed form, only when it carries this session's CSRF token and comes from our site."""
+    form = await request.form()
+    secret = runtime.settings.secret_key.get_secret_value()
+    token = str(form.get("csrf") or "")
+    if not same_origin(request, runtime.settings.public_base_url) or not csrf_ok(
+        secret, request.cookies.get(COOKIE), token
+    ):
+        raise HTTPException(403, render("admin.error.csrf", LANG))
+    return form
+
+
+FormDep = Annotated[FormData, Depends(checked_form)]
+
+
+def _page(
+    request: Request, name: str, staff: Staff | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    runtime: Runtime = request.app.state.runtime
+    return templates.TemplateResponse(
+        request,
+        f"admin/{name}.html",
+        {
+            "lang": LANG,
+            "staff": staff,
+            "catalog": runtime.catalog,
+            "Permission": Permission,
+            **context,
+        },
+        status_code=status,
+    )
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, error: str = "") -> HTMLResponse:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_token()
+    response = _page(request, "login", None, login_csrf=token, error=error)
+    set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request, runtime: RuntimeDep) -> Response:
+    form = await request.form()
+    token = str(form.get("csrf") or "")
+    cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if (
+        not token
+        or token != cookie_token
+        or not same_origin(request, runtime.settings.public_base_url)
+    ):
+        raise HTTPException(403, render("admin.error.csrf", LANG))
+    username, password = str(form.get("username") or ""), str(form.get("password") or "")
+    with session_scope(runtime.engine) as session:
+        result, user = authenticate(session, username, password, _now())
+        fingerprint = session_fingerprint(user) if user else ""
+        user_id = user.id if user else None
+    if result is Login.LOCKED:
+        error = render("admin.login.locked", LANG, minutes=LOCKOUT_MINUTES)
+        return _page(request, "login", None, 403, login_csrf=token, error=error, username=username)
+    if result is Login.BAD or user_id is None:
+        error = render("admin.login.bad", LANG)
+        return _page(request, "login", None, 401, login_csrf=token, error=error, username=username)
+    response = _redirect("/admin")
+    secret = runtime.settings.secret_key.get_secret_value()
+    set_cookie(response, request, COOKIE, issue(secret, user_id, fingerprint), MAX_AGE)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
+    return response
+
+
+@router.post("/logout")
+def logout(form: FormDep) -> Response:
+    response = _redirect("/admin/login")
+    response.delete_cookie(COOKIE, path="/admin")
+    return response
+
+
+@router.get("/password")
+def password_page(request: Request, staff: StaffDep) -> HTMLResponse:
+    return _page(request, "password", staff)
+
+
+@router.post("/password")
+def password_change(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep
+) -> Response:
+    current, new = str(form.get("current") or ""), str(form.get("new") or "")
+    if new != str(form.get("repeat") or ""):
+        return _page(
+            request, "password", staff, 400, error=render("admin.error.password_mismatch", LANG)
+        )
+    try:
+        with session_scope(runtime.engine) as session:
+            user = session.get(StaffUser, staff.user.id)
+            assert user is not None
+            change_password(session, user, current, new)
+            fingerprint = session_fingerprint(user)
+    except StaffError as error:
+        return _page(request, "password", staff, 400, error=render(error.key, LANG))
+    response = _redirect("/admin?done=password")
+    secret = runtime.settings.secret_key.get_secret_value()
+    assert staff.user.id is not None
+    set_cookie(response, request, COOKIE, issue(secret, staff.user.id, fingerprint), MAX_AGE)
+    return response
+
+
+# --- inbox ------------------------------------------------------------------------------------
+
+
+def _parse_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.get("")
+def inbox(
+    request: Request,
+    runtime: RuntimeDep,
+    staff: StaffDep,
+    queue: str = "new",
+    procedure: str = "",
+    status: str = "",
+    since: str = "",
+    until: str = "",
+    q: str = "",
+    page: int = 1,
+    done: str = "",
+) -> HTMLResponse:
+    agency = staff.user.agency_code
+    if not staff.can(Permission.VIEW_DOSSIERS):
+        return _page(request, "home", staff)
+    queue = queue if queue in QUEUES else "new"
+    wanted = InboxFilter(
+        queue, procedure, status, _parse_day(since), _parse_day(until), q[:100], max(page, 1)
+    )
+    now = _now()
+    with Session(runtime.engine) as session:
+        counts = queue_counts(session, agency, runtime.calendar, now)
+        rows: list[InboxRow] = []
+        more = False
+        feedback: list[Feedback] = []
+        if queue == "feedback":
+            feedback = list(
+                session.execute(
+                    select(Feedback)
+                    .where(col(Feedback.agency_code) == agency, col(Feedback.answered_at).is_(None))
+                    .order_by(col(Feedback.id))
+                    .limit(50)
+                ).scalars()
+            )
+        else:
+            rows, more = inbox_page(session, agency, wanted, runtime.calendar, now)
+        reminders = agency_reminders(session, agency, limit=10)
+        stamp = latest_activity(session, agency)
+    params = {k: v for k, v in (("queue", queue), ("procedure", procedure), ("status", status),
+                                 ("since", since), ("until", until), ("q", q)) if v}  # fmt: skip
+    return _page(
+        request,
+        "inbox",
+        staff,
+        queues=QUEUES,
+        counts=counts,
+        wanted=wanted,
+        rows=rows,
+        more=more,
+        feedback=feedback,
+        reminders=reminders,
+        stamp=stamp,
+        query=urlencode(params),
+        statuses=[s for s in Status if s is not Status.DRAFT],
+        done=done,
+        to_local=to_local,
+    )
+
+
+@router.get("/stamp")
+def inbox_stamp(runtime: RuntimeDep, staff: StaffDep) -> JSONResponse:
+    """Polled by the inbox page: when it changes, a dossier arrived or moved."""
+    with Session(runtime.engine) as session:
+        return JSONResponse({"stamp": latest_activity(session, staff.user.agency_code)})
+
+
+# --- one dossier ------------------------------------------------------------------------------
+
+
+def _dossier(session: Session, staff: Staff, code: str) -> Dossier:
+    """The dossier if this officer may see it; 404 otherwise (no hint that it exists)."""
+    dossier = session.execute(select(Dossier).where(col(Dossier.code) == code)).scalar_one_or_none()
+    if dossier is None or not staff.can(Permission.VIEW_DOSSIERS, dossier.agency_code):
+        raise HTTPException(404, render("admin.error.not_found", LANG))
+    return dossier
+
+
+def _dossier_page(
+    request: Request, runtime: Runtime, staff: Staff, code: str, status: int = 200, **extra: Any
+) -> HTMLResponse:
+    now = _now()
+    with Session(runtime.engine) as session:
+        view = dossier_view(session, _dossier(session, staff, code))
+        canned = canned_replies(session, staff.user.agency_code)
+    dossier = view.dossier
+    procedure = runtime.catalog.procedure(dossier.procedure_code)
+    days_left = None
+    if dossier.appointment_date is not None:
+        days_left = runtime.calendar.working_days_left(dossier.appointment_date, now)
+    values = _placeholders(view, runtime)
+    return _page(
+        request,
+        "dossier",
+        staff,
+        status,
+        view=view,
+        dossier=dossier,
+        procedure=procedure,
+        agency=runtime.catalog.agencies.get(dossier.agency_code),
+        days_left=days_left,
+        actions=allowed_actions(Status(dossier.status), Actor.DESK_OFFICER)
+        if staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code)
+        else [],
+        transfer_targets=[
+            a
+            for a in runtime.catalog.receiving_agencies(procedure)
+            if a.code != dossier.agency_code
+        ],
+        canned=[(c, fill_canned_reply(c.text, values)) for c in canned],
+        forms=_available_forms(view),
+        to_local=to_local,
+        **extra,
+    )
+
+
+@router.get("/dossiers/{code}")
+def dossier_page(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, code: str, done: str = ""
+) -> HTMLResponse:
+    return _dossier_page(request, runtime, staff, code, done=done)
+
+
+def _command(action: Action, form: FormData, procedure: Any, at: datetime) -> Command:
+    reason = str(form.get("reason") or "").strip()[:1000]
+    if action is Action.REFUSE and str(form.get("right_agency") or "").strip():
+        right = str(form.get("right_agency")).strip()[:200]
+        reason = f"{reason} — {render('forms.right_agency', LANG)}: {right}"
+    missing: tuple[MissingItem, ...] = ()
+    if action is Action.REQUEST_SUPPLEMENT:
+        missing = tuple(
+            MissingItem(c.code, str(form.get(f"reason_{c.code}") or "").strip()[:500])
+            for c in procedure.components
+            if form.get(f"missing_{c.code}")
+        )
+    new_date = _parse_day(str(form.get("new_date") or ""))
+    return Command(
+        action,
+        Actor.DESK_OFFICER,
+        at,
+        reason=reason,
+        missing=missing,
+        new_appointment_date=new_date,
+    )
+
+
+@router.post("/dossiers/{code}/act")
+def act(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, code: str
+) -> Response:
+    try:
+        action = Action(str(form.get("action") or ""))
+    except ValueError:
+        raise HTTPException(400, render("admin.error.forbidden", LANG)) from None
+    try:
+        with session_scope(runtime.engine) as session:
+            dossier = _dossier(session, staff, code)
+            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            procedure = runtime.catalog.procedure(dossier.procedure_code)
+            assert dossier.id is not None
+            apply_command(
+                session,
+                dossier.id,
+                _command(action, form, procedure, _now()),
+                catalog=runtime.catalog,
+                calendar=runtime.calendar,
+                staff_user_id=staff.user.id,
+            )
+    except DossierRuleError as error:
+        return _dossier_page(request, runtime, staff, code, 409, error=error.message(LANG))
+    wake_delivery(request)
+    return _redirect(f"/admin/dossiers/{code}?done={action.value}")
+
+
+@router.post("/dossiers/{code}/reply")
+def reply(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, code: str
+) -> Response:
+    try:
+        with session_scope(runtime.engine) as session:
+            dossier = _dossier(session, staff, code)
+            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            reply_to_citizen(session, dossier, staff.member, str(form.get("text") or ""), _now())
+    except StaffError as error:
+        return _dossier_page(request, runtime, staff, code, 400, error=render(error.key, LANG))
+    wake_delivery(request)
+    return _redirect(f"/admin/dossiers/{code}?done=reply")
+
+
+@router.post("/dossiers/{code}/transfer")
+def transfer_dossier(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, code: str
+) -> Response:
+    try:
+        with session_scope(runtime.engine) as session:
+            dossier = _dossier(session, staff, code)
+            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            transfer(session, dossier, str(form.get("agency") or ""), staff.member, runtime.catalog,
+                     _now(), str(form.get("reason") or ""))  # fmt: skip
+    except StaffError as error:
+        return _dossier_page(request, runtime, staff, code, 400, error=render(error.key, LANG))
+    wake_delivery(request)
+    return _redirect("/admin?done=transfer")
+
+
+@router.get("/dossiers/{code}/files/{file_id}")
+def dossier_file(runtime: RuntimeDep, staff: StaffDep, code: str, file_id: int) -> Response:
+    """The original photo or PDF, only for staff who may see the dossier; never cached."""
+    with Session(runtime.engine) as session:
+        view = dossier_view(session, _dossier(session, staff, code))
+    for files in view.files.values():
+        for file in files:
+            if file.id == file_id:
+                return Response(
+                    runtime.media.get(file.media_key),
+                    media_type=file.content_type,
+                    headers={
+                        "Cache-Control": "private, no-store",
+                        "X-Content-Type-Options": "nosniff",
+                    },
+                )
+    raise HTTPException(404, render("admin.error.not_found", LANG))
+
+
+# --- forms 01–05 --------------------------------------------------------------------------------
+
+
+def _latest_event(view: DossierView, action: Action) -> Any:
+    events = [event for event, _ in view.events if event.action == action.value]
+    return events[-1] if events else None
+
+
+def _available_forms(view: DossierView) -> list[str]:
+    forms = []
+    if view.dossier.received_at is not None or _latest_event(view, Action.ACCEPT):
+        forms.append("01")
+    for number, action in (
+        ("02", Action.REQUEST_SUPPLEMENT),
+        ("03", Action.REFUSE),
+        ("04", Action.EXTEND),
+    ):
+        if _latest_event(view, action):
+            forms.append(number)
+    return [*forms, "05"]
+
+
+def _placeholders(view: DossierView, runtime: Runtime) -> dict[str, Any]:
+    dossier = view.dossier
+    return {
+        "code": dossier.code,
+        "name": (view.citizen.full_name if view.citizen else None) or "",
+        "procedure": runtime.catalog.procedure(dossier.procedure_code).name.vi,
+        "appointment_date": dossier.appointment_date.strftime("%d/%m/%Y")
+        if dossier.appointment_date
+        else "",
+    }
+
+
+def _form_facts(view: DossierView, runtime: Runtime, number: str) -> FormFacts:
+    dossier, citizen = view.dossier, view.citizen
+    catalog = runtime.catalog
+    procedure = catalog.procedure(dossier.procedure_code)
+    agency = catalog.agencies[dossier.agency_code].name
+    event = _latest_event(view, {"02": Action.REQUEST_SUPPLEMENT, "03": Action.REFUSE,
+                                 "04": Action.EXTEND}.get(number, Action.ACCEPT))  # fmt: skip
+    details = event.details if event is not None else {}
+    officer = next((name for e, name in view.events if e is event and name), "")
+    missing = [
+        (Text(item["component"]["vi"], item["component"].get("en", "")), item["reason"])
+        for item in details.get("missing", [])
+    ]
+    old = details.get("old_appointment_date")
+    steps = [
+        FormStep(
+            at=e.at,
+            action=render("admin.dossier.transfer_action", LANG)
+            if e.action == "transfer"
+            else render(f"action.{e.action}", LANG),
+            officer=name,
+            result=e.note,
+        )
+        for e, name in view.events
+    ]
+    return FormFacts(
+        code=dossier.code,
+        lookup_url=lookup_url(runtime.settings.public_base_url, dossier.code),
+        agency=agency,
+        procedure=procedure,
+        applicant=(citizen.full_name if citizen else None) or "",
+        phone=(citizen.phone if citizen else None) or "",
+        id_number=(citizen.id_number if citizen else None) or "",
+        submitted_at=dossier.submitted_at,
+        received_at=dossier.received_at,
+        appointment_date=dossier.appointment_date,
+        files_per_component={k: len(v) for k, v in view.files.items()},
+        missing=missing,
+        reason=str(details.get("reason") or ""),
+        old_appointment_date=date.fromisoformat(old) if old else None,
+        steps=steps,
+        officer=officer or staff_name(view),
+    )
+
+
+def staff_name(view: DossierView) -> str:
+    names = [name for _, name in view.events if name]
+    return names[-1] if names else ""
+
+
+@router.get("/dossiers/{code}/forms/{number}.png")
+def form_image(runtime: RuntimeDep, staff: StaffDep, code: str, number: str) -> Response:
+    with Session(runtime.engine) as session:
+        view = dossier_view(session, _dossier(session, staff, code))
+    if number not in _available_forms(view):
+        raise HTTPException(404, render("admin.error.not_found", LANG))
+    sheet = build_form(number, _form_facts(view, runtime, number), LANG)
+    return Response(
+        form_png(sheet), media_type="image/png", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+@router.get("/dossiers/{code}/forms/{number}")
+def form_page(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, code: str, number: str
+) -> HTMLResponse:
+    with Session(runtime.engine) as session:
+        view = dossier_view(session, _dossier(session, staff, code))
+    if number not in FORM_NUMBERS or number not in _available_forms(view):
+        raise HTTPException(404, render("admin.error.not_found", LANG))
+    sheet = build_form(number, _form_facts(view, runtime, number), LANG)
+    qr_data = base64.b64encode(qr_png(sheet.lookup_url)).decode()
+    return _page(
+        request,
+        "form",
+        staff,
+        sheet=sheet,
+        qr_data=qr_data,
+        qr_src=f"/admin/dossiers/{code}/forms/{number}.png",
+    )
+
+
+# --- feedback, accounts, canned replies, undelivered messages ----------------------------------
+
+
+@router.post("/feedback/{feedback_id}/answer")
+def feedback_answer(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, feedback_id: int
+) -> Response:
+    with session_scope(runtime.engine) as session:
+        feedback = session.get(Feedback, feedback_id)
+        if feedback is None or not staff.can(
+            Permission.ACT_ON_DOSSIERS, feedback.agency_code or ""
+        ):
+            raise HTTPException(404, render("admin.error.not_found", LANG))
+        try:
+            answer_feedback(session, feedback, staff.member, str(form.get("text") or ""), _now())
+        except StaffError as error:
+            raise HTTPException(400, render(error.key, LANG)) from None
+    wake_delivery(request)
+    return _redirect("/admin?queue=feedback&done=feedback")
+
+
+def _staff_scope(staff: Staff) -> list[str] | None:
+    """Agencies whose accounts this person manages; None = all."""
+    if staff.user.role == Role.SYSTEM_ADMIN.value:
+        return None
+    return [staff.user.agency_code] if staff.can(Permission.MANAGE_STAFF) else []
+
+
+@router.get("/staff")
+def staff_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLResponse:
+    return _staff_view(request, runtime, staff)
+
+
+def _staff_view(
+    request: Request, runtime: Runtime, staff: Staff, status: int = 200, **extra: Any
+) -> HTMLResponse:
+    scope = _staff_scope(staff)
+    if scope == []:
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    with Session(runtime.engine) as session:
+        query = select(StaffUser).order_by(col(StaffUser.agency_code), col(StaffUser.username))
+        if scope is not None:
+            query = query.where(col(StaffUser.agency_code).in_(scope))
+        accounts = list(session.execute(query).scalars())
+    agencies = [a for a in runtime.catalog.agencies.values() if scope is None or a.code in scope]
+    return _page(request, "staff", staff, status, accounts=accounts, agencies=agencies,
+                 roles=roles_assignable_by(staff.member), now=_now(), **extra)  # fmt: skip
+
+
+@router.post("/staff")
+def staff_create(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep
+) -> HTMLResponse:
+    agency = str(form.get("agency") or staff.user.agency_code)
+    try:
+        role = Role(str(form.get("role") or ""))
+    except ValueError:
+        role = Role.DESK_OFFICER
+    scope = _staff_scope(staff)
+    if (
+        scope == []
+        or (scope is not None and agency not in scope)
+        or role not in roles_assignable_by(staff.member)
+    ):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    try:
+        with session_scope(runtime.engine) as session:
+            user, password = create_staff(session, username=str(form.get("username") or ""),
+                                          full_name=str(form.get("full_name") or ""),
+                                          agency_code=agency, role=role)  # fmt: skip
+            username = user.username
+    except StaffError as error:
+        return _staff_view(request, runtime, staff, 400, error=render(error.key, LANG))
+    notice = render("admin.staff.one_time", LANG, username=username, password=password)
+    return _staff_view(request, runtime, staff, one_time=notice)
+
+
+@router.post("/staff/{user_id}/reset")
+def staff_reset(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+) -> HTMLResponse:
+    scope = _staff_scope(staff)
+    with session_scope(runtime.engine) as session:
+        user = session.get(StaffUser, user_id)
+        if user is None or scope == [] or (scope is not None and user.agency_code not in scope):
+            raise HTTPException(404, render("admin.error.not_found", LANG))
+        if Role(user.role) not in roles_assignable_by(staff.member):
+            raise HTTPException(403, render("admin.error.forbidden", LANG))
+        password, username = reset_password(session, user), user.username
+    notice = render("admin.staff.one_time", LANG, username=username, password=password)
+    return _staff_view(request, runtime, staff, one_time=notice)
+
+
+@router.get("/canned")
+def canned_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLResponse:
+    return _canned_view(request, runtime, staff)
+
+
+def _canned_view(
+    request: Request, runtime: Runtime, staff: Staff, status: int = 200, error: str = ""
+) -> HTMLResponse:
+    if not staff.can(Permission.MANAGE_CANNED_REPLIES):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    with Session(runtime.engine) as session:
+        replies = canned_replies(session, staff.user.agency_code)
+    return _page(request, "canned", staff, status, replies=replies, error=error)
+
+
+@router.post("/canned")
+def canned_add(request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep) -> Response:
+    if not staff.can(Permission.MANAGE_CANNED_REPLIES):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    try:
+        with session_scope(runtime.engine) as session:
+            add_canned_reply(
+                session,
+                staff.user.agency_code,
+                str(form.get("title") or ""),
+                str(form.get("text") or ""),
+            )
+    except StaffError as error:
+        return _canned_view(request, runtime, staff, 400, render(error.key, LANG))
+    return _redirect("/admin/canned")
+
+
+@router.post("/canned/{reply_id}/delete")
+def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id: int) -> Response:
+    with session_scope(runtime.engine) as session:
+        reply = session.get(CannedReply, reply_id)
+        if reply is None or not staff.can(Permission.MANAGE_CANNED_REPLIES, reply.agency_code):
+            raise HTTPException(404, render("admin.error.not_found", LANG))
+        session.delete(reply)
+    return _redirect("/admin/canned")
+
+
+def _dead_letters(session: Session, staff: Staff) -> list[OutboxMessage]:
+    query = (
+        select(OutboxMessage)
+        .where(col(OutboxMessage.state) == "dead")
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(100)
+    )
+    if staff.user.role != Role.SYSTEM_ADMIN.value:
+        query = query.join(Dossier, col(Dossier.id) == col(OutboxMessage.dossier_id)).where(
+            col(Dossier.agency_code) == staff.user.agency_code
+        )
+    return list(session.execute(query).scalars())
+
+
+@router.get("/deliveries")
+def deliveries_page(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, done: str = ""
+) -> HTMLResponse:
+    if not staff.can(Permission.RETRY_DELIVERY):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    with Session(runtime.engine) as session:
+        dead = _dead_letters(session, staff)
+    return _page(
+        request, "deliveries", staff, dead=dead, done=done, rating=RATING_REQUEST, to_local=to_local
+    )
+
+
+@router.post("/deliveries/{message_id}/retry")
+def delivery_retry(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, message_id: int
+) -> Response:
+    with session_scope(runtime.engine) as session:
+        if message_id not in {m.id for m in _dead_letters(session, staff)}:
+            raise HTTPException(404, render("admin.error.not_found", LANG))
+        retry_dead(session, message_id, _now())
+    wake_delivery(request)
+    return _redirect("/admin/deliveries?done=1")
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+@router.get("/reports")
+def reports_page(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, since: str = "", until: str = "",
+    agency: str = "", format: str = "html",
+) -> Response:  # fmt: skip
+    agency = (
+        agency if staff.user.role == Role.SYSTEM_ADMIN.value and agency else staff.user.agency_code
+    )
+    if not staff.can(Permission.VIEW_REPORTS, agency):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    today = to_local(_now()).date()
+    first = _parse_day(since) or today.replace(day=1)
+    last = _parse_day(until) or today
+    with Session(runtime.engine) as session:
+        result = report(session, runtime.catalog, runtime.calendar, agency, first, last)
+    if format == "csv":
+        return Response(
+            result.csv(LANG),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="bao-cao-{agency}-{first}-{last}.csv"'
+            },
+        )
+    agencies = (
+        list(runtime.catalog.agencies.values())
+        if staff.user.role == Role.SYSTEM_ADMIN.value
+        else []
+    )
+    return _page(
+        request,
+        "reports",
+        staff,
+        result=result,
+        since=first,
+        until=last,
+        agency=agency,
+        agencies=agencies,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Mount the panel and its two redirects (not signed in; password to change)."""
+    app.include_router(router)
+
+    async def to_login(request: Request, _: Exception) -> Response:
+        if request.url.path == "/admin/stamp":
+            return JSONResponse({"error": "signed_out"}, status_code=401)
+        return _redirect("/admin/login")
+
+    async def to_password(request: Request, _: Exception) -> Response:
+        return _redirect("/admin/password")
+
+    app.add_exception_handler(LoginRequired, to_login)
+    app.add_exception_handler(PasswordChangeRequired, to_password)
