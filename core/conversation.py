@@ -574,13 +574,18 @@ def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
 
 
 RATING_REQUEST = "notice.rating_request"
+SUPPLEMENT_NOTICES = frozenset({"notice.supplement_requested", "remind.supplement_missing"})
 
 
 def notice_reply(key: str, values: dict[str, Any], lang: str = "vi") -> Reply:
-    """What a chat channel sends for one outbox notice: the text, plus the 1–5 buttons when it
-    asks for a rating, so the citizen rates with one tap and lands in this dialogue."""
+    """What a chat channel sends for one outbox notice: the text, plus the buttons that lead
+    back into this dialogue (rate 1–5; send the supplement)."""
     text = render_notice(key, values, lang)
-    buttons = rating_buttons(str(values["code"]), lang) if key == RATING_REQUEST else ()
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    if key == RATING_REQUEST:
+        buttons = rating_buttons(str(values["code"]), lang)
+    elif key in SUPPLEMENT_NOTICES:  # one tap from the notice to sending the missing papers
+        buttons = ((Button(render("chat.button.supplement", lang), "menu:supplement"),),)
     return Reply(text, buttons)
 
 
