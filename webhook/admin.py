@@ -53,7 +53,6 @@ from storage.inbox import (
     agency_reminders,
     dossier_view,
     inbox_page,
-    latest_activity,
     queue_counts,
 )
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
@@ -120,7 +119,7 @@ def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
     claim = read(secret, cookie)
     if claim is None:
         raise LoginRequired
-    with Session(runtime.engine) as session:
+    with Session(runtime.reader) as session:
         user = session.get(StaffUser, claim.user_id)
     if user is None or session_fingerprint(user) != claim.fingerprint:
         raise LoginRequired
@@ -277,8 +276,8 @@ def inbox(
         queue, procedure, status, _parse_day(since), _parse_day(until), q[:100], max(page, 1)
     )
     now = _now()
-    with Session(runtime.engine) as session:
-        counts = queue_counts(session, agency, runtime.calendar, now)
+    with Session(runtime.reader) as session:  # read-only: no BEGIN/ROLLBACK round trips
+        counts, stamp = queue_counts(session, agency, runtime.calendar, now)
         rows: list[InboxRow] = []
         more = False
         feedback: list[Feedback] = []
@@ -294,7 +293,6 @@ def inbox(
         else:
             rows, more = inbox_page(session, agency, wanted, runtime.calendar, now)
         reminders = agency_reminders(session, agency, limit=10)
-        stamp = latest_activity(session, agency)
     params = {k: v for k, v in (("queue", queue), ("procedure", procedure), ("status", status),
                                  ("since", since), ("until", until), ("q", q)) if v}  # fmt: skip
     return _page(
@@ -319,8 +317,9 @@ def inbox(
 @router.get("/stamp")
 def inbox_stamp(runtime: RuntimeDep, staff: StaffDep) -> JSONResponse:
     """Polled by the inbox page: when it changes, a dossier arrived or moved."""
-    with Session(runtime.engine) as session:
-        return JSONResponse({"stamp": latest_activity(session, staff.user.agency_code)})
+    with Session(runtime.reader) as session:
+        _, stamp = queue_counts(session, staff.user.agency_code, runtime.calendar, _now())
+    return JSONResponse({"stamp": stamp})
 
 
 # --- one dossier ------------------------------------------------------------------------------
