@@ -7,6 +7,7 @@ update into `Incoming`, runs one dialogue turn over storage, and sends the `Repl
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import anyio
@@ -36,9 +37,10 @@ from core.conversation import Incoming, IncomingFile, Reply
 from core.documents import MAX_BYTES
 from core.messages import render
 from storage.db import session_scope
-from storage.inbound import first_delivery
+from storage.inbound import first_delivery, park_album_part, take_album
 from storage.intake import converse
 
+log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 DOCUMENT_TYPES = ("image/", "application/pdf")
 
@@ -96,6 +98,9 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
         data = await _download(bot, message)
         if data is None:
             await bot.send_message(message.chat.id, render("chat.file_too_large_telegram"))
+            return
+        if message.media_group_id:  # one photo of an album: answer the album once, later
+            await _park(runtime, bot, event_update, message, data)
             return
         incoming = Incoming(text=message.caption or "", files=(IncomingFile(data),))
         await _turn(runtime, bot, event_update, message.chat.id, incoming)
@@ -155,6 +160,60 @@ async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: 
 
     for reply in await anyio.to_thread.run_sync(run):
         await send_reply(bot, chat_id, reply)
+
+
+ALBUM_WAIT = 1.0  # seconds without a new photo of the album before it is answered
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _park(runtime: Any, bot: Bot, update: Update, message: Message, data: bytes) -> None:
+    """Hold an album's photo in the database; the album's last photo runs one turn for all.
+
+    The webhook answers at once; the turn runs after ALBUM_WAIT in this process. Several web
+    workers may receive photos of one album: only the one holding the latest photo answers."""
+    chat_id, group = message.chat.id, str(message.media_group_id)
+
+    def park() -> bool:
+        with session_scope(runtime.engine) as session:
+            if not first_delivery(session, CHANNEL, str(update.update_id)):
+                return False
+            park_album_part(session, channel=CHANNEL, external_id=str(chat_id),
+                            media_group_id=group, update_id=update.update_id, data=data,
+                            caption=message.caption or "")  # fmt: skip
+            return True
+
+    if await anyio.to_thread.run_sync(park):
+        task = asyncio.create_task(_finish_album(runtime, bot, chat_id, group, update.update_id))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update_id: int) -> None:
+    await asyncio.sleep(ALBUM_WAIT)
+
+    def run() -> list[Reply]:
+        with session_scope(runtime.engine) as session:
+            parts = take_album(session, CHANNEL, str(chat_id), group, update_id)
+            if parts is None:
+                return []
+            caption = next((p.caption for p in parts if p.caption), "")
+            incoming = Incoming(text=caption, files=tuple(IncomingFile(p.data) for p in parts))
+            return converse(
+                session,
+                channel=CHANNEL,
+                external_id=str(chat_id),
+                incoming=incoming,
+                catalog=runtime.catalog,
+                calendar=runtime.calendar,
+                media=runtime.media,
+                public_base_url=runtime.settings.public_base_url,
+            )
+
+    try:
+        for reply in await anyio.to_thread.run_sync(run):
+            await send_reply(bot, chat_id, reply)
+    except Exception:  # a background task has nobody to raise to: log it
+        log.exception("answering album %s of chat %s failed", group, chat_id)
 
 
 async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:

@@ -1,12 +1,14 @@
-"""Replay guard for webhooks: each delivery id (update_id, msg_id, SMS id) is handled once."""
+"""Replay guard for webhooks (each delivery id — update_id, msg_id, SMS id — is handled once),
+and albums held back until their last photo arrives."""
 
 from __future__ import annotations
 
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from storage.models import InboundEvent, utcnow
+from storage.models import AlbumPart, InboundEvent, utcnow
 
 
 def first_delivery(session: Session, channel: str, external_id: str) -> bool:
@@ -20,3 +22,50 @@ def first_delivery(session: Session, channel: str, external_id: str) -> bool:
         .returning(table.c.external_id)
     )
     return session.execute(statement).scalar_one_or_none() is not None
+
+
+def park_album_part(
+    session: Session,
+    *,
+    channel: str,
+    external_id: str,
+    media_group_id: str,
+    update_id: int,
+    data: bytes,
+    caption: str,
+) -> None:
+    """Keep one photo of an album until the album is complete (see `take_album`)."""
+    session.add(
+        AlbumPart(
+            channel=channel,
+            external_id=external_id,
+            media_group_id=media_group_id,
+            update_id=update_id,
+            data=data,
+            caption=caption,
+        )
+    )
+
+
+def take_album(
+    session: Session, channel: str, external_id: str, media_group_id: str, last_update_id: int
+) -> list[AlbumPart] | None:
+    """The album's photos, removed, when `last_update_id` is still its latest part; None when a
+    later photo arrived (its own turn will take the album) or another worker took it already."""
+    parts = list(
+        session.execute(
+            select(AlbumPart)
+            .where(
+                col(AlbumPart.channel) == channel,
+                col(AlbumPart.external_id) == external_id,
+                col(AlbumPart.media_group_id) == media_group_id,
+            )
+            .order_by(col(AlbumPart.update_id))
+        ).scalars()
+    )
+    if not parts or parts[-1].update_id != last_update_id:
+        return None
+    removed = session.execute(delete(AlbumPart).where(col(AlbumPart.id).in_([p.id for p in parts])))
+    if removed.rowcount != len(parts):  # type: ignore[attr-defined]
+        return None  # a concurrent turn took (some of) them: let it answer
+    return parts

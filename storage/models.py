@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -196,6 +205,22 @@ class InboundEvent(SQLModel, table=True):
 
     channel: str = Field(primary_key=True, max_length=16)
     external_id: str = Field(primary_key=True, max_length=128)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class AlbumPart(SQLModel, table=True):
+    """A photo of a Telegram album waiting for its siblings: the album becomes one dialogue turn
+    (one reply) once no new photo has arrived for a moment. Deleted when the turn runs."""
+
+    __table_args__ = (Index("ix_albumpart_group", "channel", "external_id", "media_group_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=128)
+    media_group_id: str = Field(max_length=64)
+    update_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    caption: str = ""
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
 
 

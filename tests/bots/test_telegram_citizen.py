@@ -203,3 +203,61 @@ def test_rate_limited_reply_is_sent_after_the_wait(
     assert len(attempts) == 3  # refused once, then the welcome and the menu
     assert "Xin chào" in attempts[1].params["text"]
     assert time.monotonic() - started >= 1.0
+
+
+def _to_documents_step(client: TestClient, chat: Updates) -> None:
+    catalog = client.app.state.runtime.catalog  # type: ignore[attr-defined]
+    agency = catalog.receiving_agencies(catalog.procedure_by_slug("ho-kinh-doanh"))[0]
+    for update in (chat.text("/start"), chat.text("ho kinh doanh"), chat.button("req:start"),
+                   chat.button(f"agency:{agency.code}"), chat.text("Nguyễn Thị Mai"),
+                   chat.contact("+84912345678")):  # fmt: skip
+        assert post(client, update) == 200
+
+
+def test_an_album_is_answered_once_for_all_its_photos(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    _to_documents_step(client, chat)
+    before = len(fake.sent("sendMessage"))
+    for n in range(3):
+        fake.add_file(f"album-{n}", images.good_jpeg(10 + n))
+        assert post(client, chat.photo(f"album-{n}", album="grp-1")) == 200
+    assert len(fake.sent("sendMessage")) == before  # nothing yet: more photos may follow
+    deadline = time.time() + 10
+    while len(fake.sent("sendMessage")) == before and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # long enough for a second answer to show up, if there were one
+    answers = fake.sent("sendMessage")[before:]
+    assert len(answers) == 1
+    assert "Đã nhận 3 ảnh" in answers[0].params["text"]
+    assert count(client, DocumentFile) == 0  # still a draft: files are kept with the dialogue
+    with Session(client.app.state.runtime.engine) as session:  # type: ignore[attr-defined]
+        from storage.models import AlbumPart, ChannelIdentity
+
+        assert session.execute(select(func.count()).select_from(AlbumPart)).scalar_one() == 0
+        identity = session.execute(select(ChannelIdentity)).scalar_one()
+    files = next(iter(identity.conversation["files"].values()))
+    assert len(files) == 3
+
+
+def test_a_replayed_album_photo_is_not_counted_twice(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    _to_documents_step(client, chat)
+    before = len(fake.sent("sendMessage"))
+    fake.add_file("album-a", images.good_jpeg(21))
+    fake.add_file("album-b", images.good_jpeg(22))
+    first = chat.photo("album-a", album="grp-2")
+    post(client, first)
+    post(client, first)  # Telegram redelivers
+    post(client, chat.photo("album-b", album="grp-2"))
+    deadline = time.time() + 10
+    while len(fake.sent("sendMessage")) == before and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    [answer] = fake.sent("sendMessage")[before:]
+    assert "Đã nhận 2 ảnh" in answer.params["text"]

@@ -214,7 +214,9 @@ class Updates:
         contact = {"phone_number": phone, "first_name": "Mai", "user_id": self.chat_id}
         return self._message(contact=contact)
 
-    def photo(self, file_id: str, width: int = 1200, height: int = 1600) -> dict[str, Any]:
+    def photo(
+        self, file_id: str, width: int = 1200, height: int = 1600, album: str | None = None
+    ) -> dict[str, Any]:
         """A photo as Telegram sends it: several sizes, the largest last."""
         sizes = [
             {"file_id": f"{file_id}-s", "file_unique_id": f"{file_id}s", "width": 90,
@@ -224,7 +226,7 @@ class Updates:
             {"file_id": file_id, "file_unique_id": f"{file_id}x", "width": width,
              "height": height, "file_size": 180000},
         ]  # fmt: skip
-        return self._message(photo=sizes)
+        return self._message(photo=sizes, **({"media_group_id": album} if album else {}))
 
     def document(self, file_id: str, name: str, mime: str, size: int) -> dict[str, Any]:
         document = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": name,
