@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from core.catalog import Catalog, DocumentComponent, Procedure
+from core.cccd import parse_cccd
 from core.codes import parse_code
 from core.documents import CheckedDocument, DocumentProblem, check_document
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
 from core.notices import format_fee, render_notice
 from core.phone import normalize_phone
+from core.qr import code_in_lookup_url, read_qr_codes
 
 # ---------------------------------------------------------------------------- what goes in / out
 
@@ -104,6 +106,8 @@ class Conversation:
     supplement: str | None = None  # dossier code being supplemented
     supplement_items: list[list[str]] = field(default_factory=list)  # [component code, reason]
     rating: str | None = None  # dossier code whose rating may get a comment
+    id_number: str = ""  # kept only when the procedure lets it replace a paper
+    offer: dict[str, str] = field(default_factory=dict)  # name and ID read from a CCCD photo
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +210,8 @@ def _on_menu(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> 
             return [_menu(c)]
     if i.text and parse_code(i.text):
         return [_lookup_reply(c, i.text, bo)]
+    if i.files:  # a photo in the menu: most likely the QR code of a receipt
+        return [_lookup_by_photo(c, i.files, bo), _menu(c)]
     if i.text:
         found = catalog.search(i.text)
         if found:
@@ -321,10 +327,39 @@ def _ask_name(c: Conversation, catalog: Catalog) -> list[Reply]:
 
 
 def _on_name(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    if i.button == "cccd:use" and c.offer:
+        return _name_given(c, catalog, c.offer["name"], c.offer["id_number"])
+    if i.button == "cccd:type":
+        c.offer = {}
+        return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
+    if i.files:
+        return [_cccd_offer(c, i.files)]
     name = " ".join(i.text.split())
-    if not (2 <= len(name) <= 80) or not any(ch.isalpha() for ch in name) or i.files:
+    if not (2 <= len(name) <= 80) or not any(ch.isalpha() for ch in name):
         return [Reply(_t(c, "bad_name"))]
-    c.name = name
+    return _name_given(c, catalog, name, "")
+
+
+def _cccd_offer(c: Conversation, files: tuple[IncomingFile, ...]) -> Reply:
+    """A photo of the back of a CCCD: read its QR code and offer what it says."""
+    card = next((card for f in files for text in read_qr_codes(f.data)
+                 if (card := parse_cccd(text)) is not None), None)  # fmt: skip
+    if card is None:
+        return Reply(_t(c, "cccd_unreadable"))
+    c.offer = {"name": card.full_name, "id_number": card.id_number}
+    born = card.birth_date.strftime("%d/%m/%Y") if card.birth_date else "—"
+    text = _t(c, "cccd_found", name=card.full_name, id_number=card.id_number, born=born,
+              address=card.address or "—")  # fmt: skip
+    return Reply(
+        text, ((_button(c, "cccd_use", "cccd:use"),), (_button(c, "cccd_type", "cccd:type"),))
+    )
+
+
+def _name_given(c: Conversation, catalog: Catalog, name: str, id_number: str) -> list[Reply]:
+    """Keep the name, and the ID number only when this procedure can use it instead of a paper."""
+    procedure = catalog.procedure(c.procedure or "")
+    c.name, c.offer = name, {}
+    c.id_number = id_number if any(p.optional_with_id_number for p in procedure.components) else ""
     if c.editing:
         return _review(c, catalog)
     c.step = "phone"
@@ -346,6 +381,11 @@ def _on_phone(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) ->
     return [_document_prompt(c, catalog)]
 
 
+def _required(c: Conversation, comp: DocumentComponent) -> bool:
+    """A paper the national population database replaces is optional once the ID is known."""
+    return comp.required and not (comp.optional_with_id_number and bool(c.id_number))
+
+
 def _current_component(c: Conversation, catalog: Catalog) -> DocumentComponent:
     return catalog.procedure(c.procedure or "").components[c.component]
 
@@ -361,12 +401,12 @@ def _document_prompt(c: Conversation, catalog: Catalog) -> Reply:
         total=len(procedure.components),
         name=comp.name.get(c.lang),
         hint=comp.hint.get(c.lang) or _t(c, "default_hint"),
-        need=_t(c, "need_required" if comp.required else "need_optional", n=comp.min_files),
+        need=_t(c, "need_required" if _required(c, comp) else "need_optional", n=comp.min_files),
     )
     if have:
         text += "\n" + _t(c, "have_files", n=have)
     rows: list[tuple[Button, ...]] = [(_button(c, "done", "doc:done"),)]
-    if not comp.required:
+    if not _required(c, comp):
         rows.append((_button(c, "skip", "doc:skip"),))
     rows.append((_button(c, "back", "nav:back"), _button(c, "cancel", "nav:cancel")))
     return Reply(text, tuple(rows))
@@ -378,10 +418,10 @@ def _on_documents(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
     if i.files:
         return _receive_files(c, i.files, comp, kept, bo, lambda: _next_component(c, catalog))
     if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
-        if len(kept) < max(comp.min_files, 1 if comp.required else 0):
+        if len(kept) < max(comp.min_files, 1 if _required(c, comp) else 0):
             return [Reply(_t(c, "need_more", n=comp.min_files, name=comp.name.get(c.lang)))]
         return _next_component(c, catalog)
-    if i.button == "doc:skip" and not comp.required:
+    if i.button == "doc:skip" and not _required(c, comp):
         c.files[comp.code] = []
         return _next_component(c, catalog)
     return [
@@ -485,7 +525,7 @@ def _submit(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     missing = [
         comp.name.get(c.lang)
         for comp in procedure.components
-        if comp.required and len(c.files.get(comp.code, [])) < comp.min_files
+        if _required(c, comp) and len(c.files.get(comp.code, [])) < comp.min_files
     ]
     if missing:
         return [Reply(_t(c, "still_missing", papers=", ".join(missing))), _review_reply(c, catalog)]
@@ -624,10 +664,22 @@ def _on_feedback(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice)
 
 
 def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    again = Reply(_t(c, "lookup_again"), ((_button(c, "menu", "menu:home"),),))
+    if i.files:
+        return [_lookup_by_photo(c, i.files, bo), again]
     if not i.text.strip():
         return [Reply(_t(c, "lookup_ask"))]
-    again = Reply(_t(c, "lookup_again"), ((_button(c, "menu", "menu:home"),),))
     return [_lookup_reply(c, i.text, bo), again]
+
+
+def _lookup_by_photo(c: Conversation, files: tuple[IncomingFile, ...], bo: Backoffice) -> Reply:
+    """A photo of a receipt's (or a screen's) QR code: look up the dossier it names."""
+    for file in files:
+        for text in read_qr_codes(file.data):
+            code = code_in_lookup_url(text)
+            if code is not None:
+                return _lookup_reply(c, code, bo)
+    return Reply(_t(c, "lookup_qr_unreadable"))
 
 
 def _lookup_reply(c: Conversation, text: str, bo: Backoffice) -> Reply:

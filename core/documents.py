@@ -61,7 +61,11 @@ def check_document(
     return _check_image(data)
 
 
-def _check_image(data: bytes) -> CheckedDocument:
+def open_image(data: bytes) -> Image.Image:
+    """A real photo or scan, fully decoded and upright; `DocumentProblem` for anything else
+    (not an image, too many pixels, a decompression bomb)."""
+    if len(data) > MAX_BYTES:
+        raise DocumentProblem("too_large", limit_mb=MAX_BYTES // (1024 * 1024))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -77,7 +81,11 @@ def _check_image(data: bytes) -> CheckedDocument:
         raise
     except Exception:  # Pillow raises many kinds for broken or non-image bytes
         raise DocumentProblem("not_a_document") from None
-    upright = ImageOps.exif_transpose(image).convert("RGB")
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def _check_image(data: bytes) -> CheckedDocument:
+    upright = open_image(data)
     short_side = min(upright.size)
     if short_side < MIN_SHORT_SIDE:
         raise DocumentProblem("too_small", pixels=short_side, minimum=MIN_SHORT_SIDE)

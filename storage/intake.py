@@ -97,6 +97,8 @@ class StorageBackoffice:
         citizen = self.session.get(Citizen, self.identity.citizen_id)
         assert citizen is not None and conversation.procedure and conversation.agency
         citizen.full_name, citizen.phone = conversation.name, conversation.phone
+        if conversation.id_number:  # only when the procedure uses it (see core.conversation)
+            citizen.id_number = conversation.id_number
         self.session.add(citizen)
         dossier, _ = submit_dossier(
             self.session,

@@ -34,6 +34,16 @@ def good_jpeg(seed: int = 1) -> bytes:
     return jpeg(document_photo(seed=seed))
 
 
+def qr_photo(text: str, width: int = 1600, height: int = 1200) -> bytes:
+    """A phone photo of a card or receipt with a QR code on it (placed off-centre, on a page)."""
+    from core.qr import qr_png
+
+    page = document_photo(width, height, seed=9)
+    code = Image.open(io.BytesIO(qr_png(text, box_size=8))).convert("RGB")
+    page.paste(code, (width - code.width - 60, 60))
+    return jpeg(page)
+
+
 def blurred_jpeg() -> bytes:
     return jpeg(document_photo().filter(ImageFilter.GaussianBlur(12)))
 

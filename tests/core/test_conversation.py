@@ -320,3 +320,52 @@ def test_feedback_with_a_photo_is_stored_for_staff(chat: Chat, engine: Engine) -
         feedback = session.execute(select(Feedback)).scalar_one()
     assert feedback.text == "Đường vào trung tâm bị ngập" and len(feedback.media_keys) == 1
     assert chat.media.exists(feedback.media_keys[0])
+
+
+CARD = "079123456789|123456789|Nguyễn Thị Mai|15041990|Nữ|12 Trần Hưng Đạo, Tây Ninh|01012022"
+
+
+def test_a_cccd_photo_fills_the_name_and_keeps_only_what_the_procedure_needs(
+    chat: Chat, engine: Engine
+) -> None:
+    chat.send("/start khai-sinh")
+    chat.press("req:start")
+    chat.press(first_agency(chat, "khai-sinh"))
+    assert "Không đọc được mã QR" in said(chat.photos(images.good_jpeg()))  # no QR: a hint
+    offer = chat.photos(images.qr_photo(CARD))
+    assert "Nguyễn Thị Mai" in said(offer) and "15/04/1990" in said(offer)
+    assert buttons(offer) == ["cccd:use", "cccd:type"]
+    assert "điện thoại" in said(chat.press("cccd:use")).lower()
+    chat.send("0987654321")
+    # With the ID number known, the ID card photo (component 3) may be skipped.
+    chat.photos(images.good_jpeg(1))
+    chat.press("doc:done")
+    chat.photos(images.good_jpeg(2))
+    replies = chat.press("doc:done")
+    assert "doc:skip" in buttons(replies)
+    chat.press("doc:skip")
+    chat.press("review:submit")
+    with Session(engine) as session:
+        citizen = session.execute(select(Citizen)).scalar_one()
+    assert (citizen.full_name, citizen.id_number) == ("Nguyễn Thị Mai", "079123456789")
+
+
+def test_typing_the_name_instead_of_the_card_offer(chat: Chat) -> None:
+    chat.send("/start khai-sinh")
+    chat.press("req:start")
+    chat.press(first_agency(chat, "khai-sinh"))
+    chat.photos(images.qr_photo(CARD))
+    assert "Họ và tên" in said(chat.press("cccd:type"))
+    assert "điện thoại" in said(chat.send("Lê Văn Tám")).lower()
+
+
+def test_a_photo_of_the_receipt_qr_looks_the_dossier_up(chat: Chat) -> None:
+    submit_through(chat, "khai-sinh", search="khai sinh")
+    chat.send("/start")  # back at the menu
+    with Session(chat.engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    receipt = images.qr_photo(f"{BASE}/lookup/{dossier.code}")
+    assert dossier.code in said(chat.photos(receipt))  # from the menu
+    chat.press("menu:lookup")
+    assert dossier.code in said(chat.photos(receipt))  # from the lookup step
+    assert "Không tìm thấy mã QR" in said(chat.photos(images.good_jpeg()))
