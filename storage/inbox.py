@@ -3,11 +3,14 @@ around it. Every query is scoped to one agency by the caller (the panel passes t
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
@@ -40,6 +43,11 @@ QUEUE_STATUSES: dict[str, tuple[Status, ...]] = {
 QUEUES = (*QUEUE_STATUSES, "feedback")
 
 
+def _param(name: str) -> Any:
+    """A named parameter given at execution (not required at compile time: see `_psycopg`)."""
+    return bindparam(name, required=False)
+
+
 def _values(statuses: tuple[Status, ...]) -> list[str]:
     return [s.value for s in statuses]
 
@@ -56,22 +64,20 @@ def _counts_query() -> Any:
     feedback = (
         select(func.count())
         .select_from(Feedback)
-        .where(
-            col(Feedback.agency_code) == bindparam("agency"), col(Feedback.answered_at).is_(None)
-        )
+        .where(col(Feedback.agency_code) == _param("agency"), col(Feedback.answered_at).is_(None))
         .scalar_subquery()
     )
     return select(
         count_of("new"),
         count_of("supplement"),
         count_of("in_progress"),
-        func.count().filter(running, due >= bindparam("today"), due <= bindparam("tomorrow")),
-        func.count().filter(running, due < bindparam("today")),
+        func.count().filter(running, due >= _param("today"), due <= _param("tomorrow")),
+        func.count().filter(running, due < _param("today")),
         count_of("result_ready"),
         feedback,
         func.max(col(Dossier.last_activity_at)),
         func.count(),
-    ).where(col(Dossier.agency_code) == bindparam("agency"), status.in_(_values(OPEN_STATUSES)))
+    ).where(col(Dossier.agency_code) == _param("agency"), status.in_(_values(OPEN_STATUSES)))
 
 
 COUNTS_QUERY = _counts_query()
@@ -118,51 +124,89 @@ class InboxRow:
     channel: str
 
 
-def inbox_page(
-    session: Session | Connection,
-    agency_code: str,
-    wanted: InboxFilter,
-    calendar: WorkingCalendar,
-    now: datetime,
-) -> tuple[list[InboxRow], bool]:
-    """One page of the queue, newest activity first; True when there is a next page.
+@dataclass(frozen=True)
+class _Shape:
+    """What decides the page statement's SQL (values are parameters): cached per shape."""
 
-    The page is chosen on the dossier table alone (its indexes), then joined to the applicants,
-    so a page costs 26 joins whatever the size of the queue."""
-    ids = select(col(Dossier.id), col(Dossier.last_activity_at)).where(
-        col(Dossier.agency_code) == agency_code
-    )
+    statuses: tuple[Status, ...]
+    due: str  # "", "due_soon", "overdue"
+    procedure: bool
+    since: bool
+    until: bool
+    search: str  # "", "code", "phone", "name"
+
+
+def _shape_and_params(
+    agency_code: str, wanted: InboxFilter, calendar: WorkingCalendar, now: datetime
+) -> tuple[_Shape, dict[str, Any]]:
     statuses = QUEUE_STATUSES.get(wanted.queue, QUEUE_STATUSES["all"])
     if wanted.status and wanted.status in Status.__members__.values():
         statuses = (Status(wanted.status),)
-    if statuses != QUEUE_STATUSES["all"]:
-        ids = ids.where(col(Dossier.status).in_(_values(statuses)))
     today = to_local(now).date()
-    if wanted.queue == "due_soon":
-        ids = ids.where(
-            col(Dossier.appointment_date) >= today,
-            col(Dossier.appointment_date) <= calendar.add_working_days(today, 1),
-        )
-    elif wanted.queue == "overdue":
-        ids = ids.where(col(Dossier.appointment_date) < today)
-    if wanted.procedure:
-        ids = ids.where(col(Dossier.procedure_code) == wanted.procedure)
-    if wanted.since:
-        ids = ids.where(col(Dossier.submitted_at) >= _start_of(wanted.since))
-    if wanted.until:
-        ids = ids.where(col(Dossier.submitted_at) < _start_of(wanted.until + timedelta(days=1)))
-    if wanted.search.strip():
-        ids = ids.outerjoin(Citizen, col(Citizen.id) == col(Dossier.citizen_id)).where(
-            _search(wanted.search.strip())
-        )
-    offset = (max(wanted.page, 1) - 1) * PAGE_SIZE
+    params: dict[str, Any] = {
+        "agency": agency_code,
+        "today": today,
+        "tomorrow": calendar.add_working_days(today, 1),
+        "offset": (max(wanted.page, 1) - 1) * PAGE_SIZE,
+        "procedure": wanted.procedure,
+        "since": _start_of(wanted.since) if wanted.since else None,
+        "until": _start_of(wanted.until + timedelta(days=1)) if wanted.until else None,
+    }
+    text, search = wanted.search.strip(), ""
+    if text:
+        parsed, phone = parse_code(text), normalize_phone(text)
+        if parsed is not None:
+            search, params["search"] = "code", str(parsed)
+        elif phone is not None:
+            search, params["search"] = "phone", phone
+        else:
+            search, params["search"] = "name", f"%{text}%"
+            params["official"] = text.upper()
+    due = wanted.queue if wanted.queue in ("due_soon", "overdue") else ""
+    shape = _Shape(statuses, due, bool(wanted.procedure), bool(wanted.since), bool(wanted.until),
+                   search)  # fmt: skip
+    return shape, params
+
+
+@lru_cache(maxsize=512)
+def _page_statement(shape: _Shape) -> Any:
+    """The page is chosen on the dossier table alone (its indexes), then joined to the
+    applicants, so a page costs 26 joins whatever the size of the queue."""
+    dossier = col(Dossier.agency_code)
+    ids = select(col(Dossier.id), col(Dossier.last_activity_at)).where(dossier == _param("agency"))
+    if shape.statuses != QUEUE_STATUSES["all"]:
+        ids = ids.where(col(Dossier.status).in_(_values(shape.statuses)))
+    due = col(Dossier.appointment_date)
+    if shape.due == "due_soon":
+        ids = ids.where(due >= _param("today"), due <= _param("tomorrow"))
+    elif shape.due == "overdue":
+        ids = ids.where(due < _param("today"))
+    if shape.procedure:
+        ids = ids.where(col(Dossier.procedure_code) == _param("procedure"))
+    if shape.since:
+        ids = ids.where(col(Dossier.submitted_at) >= _param("since"))
+    if shape.until:
+        ids = ids.where(col(Dossier.submitted_at) < _param("until"))
+    if shape.search:
+        ids = ids.outerjoin(Citizen, col(Citizen.id) == col(Dossier.citizen_id))
+        if shape.search == "code":
+            ids = ids.where(col(Dossier.code) == _param("search"))
+        elif shape.search == "phone":
+            ids = ids.where(col(Citizen.phone) == _param("search"))
+        else:
+            ids = ids.where(
+                or_(
+                    col(Dossier.official_code) == _param("official"),
+                    col(Citizen.full_name).ilike(_param("search")),
+                )
+            )
     chosen = (
         ids.order_by(col(Dossier.last_activity_at).desc(), col(Dossier.id).desc())
-        .offset(offset)
+        .offset(_param("offset"))
         .limit(PAGE_SIZE + 1)
         .subquery()
     )
-    rows = session.execute(
+    return (
         select(
             col(Dossier.code),
             col(Dossier.procedure_code),
@@ -178,7 +222,11 @@ def inbox_page(
         .join(Dossier, col(Dossier.id) == chosen.c.id)
         .outerjoin(Citizen, col(Citizen.id) == col(Dossier.citizen_id))
         .order_by(chosen.c.last_activity_at.desc(), chosen.c.id.desc())
-    ).all()
+    )
+
+
+def _page_rows(rows: Any) -> tuple[list[InboxRow], bool]:
+    rows = list(rows)
     page = [
         InboxRow(
             code=r[0],
@@ -196,22 +244,104 @@ def inbox_page(
     return page, len(rows) > PAGE_SIZE
 
 
+def inbox_page(
+    session: Session | Connection,
+    agency_code: str,
+    wanted: InboxFilter,
+    calendar: WorkingCalendar,
+    now: datetime,
+) -> tuple[list[InboxRow], bool]:
+    """One page of the queue, newest activity first; True when there is a next page."""
+    shape, params = _shape_and_params(agency_code, wanted, calendar, now)
+    return _page_rows(session.execute(_page_statement(shape), params).all())
+
+
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=VN_TZ)
 
 
-def _search(text: str) -> Any:
-    """A code (ours or the one-stop system's), a phone number, or part of a name."""
-    parsed = parse_code(text)
-    if parsed is not None:
-        return col(Dossier.code) == str(parsed)
-    phone = normalize_phone(text)
-    if phone is not None:
-        return col(Citizen.phone) == phone
-    return or_(
-        col(Dossier.official_code) == text.upper(),
-        col(Citizen.full_name).ilike(f"%{text}%"),
+REMINDERS_QUERY = (
+    select(col(OutboxMessage.template), col(OutboxMessage.values))
+    .where(col(OutboxMessage.channel) == "panel", col(OutboxMessage.recipient) == _param("agency"))
+    .order_by(col(OutboxMessage.id).desc())
+    .limit(10)
+)
+
+
+@dataclass(frozen=True)
+class Reminder:
+    template: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """Everything the inbox page shows, read in one go."""
+
+    counts: dict[str, int]
+    stamp: str
+    rows: list[InboxRow]
+    more: bool
+    reminders: list[Reminder]
+
+
+def read_inbox(
+    session: Session | Connection,
+    agency_code: str,
+    wanted: InboxFilter,
+    calendar: WorkingCalendar,
+    now: datetime,
+) -> Inbox:
+    counts, stamp = queue_counts(session, agency_code, calendar, now)
+    rows, more = inbox_page(session, agency_code, wanted, calendar, now)
+    reminders = [Reminder(*r) for r in session.execute(REMINDERS_QUERY, {"agency": agency_code})]
+    return Inbox(counts, stamp, rows, more, reminders)
+
+
+@lru_cache(maxsize=512)
+def _psycopg(statement: Any) -> tuple[str, dict[str, Any]]:
+    """A statement as psycopg SQL (IN lists spelled out) and its constant parameters."""
+    compiled = statement.compile(
+        dialect=postgresql.dialect(paramstyle="pyformat"),
+        compile_kwargs={"render_postcompile": True},
     )
+    constants = compiled.construct_params(_check=False)  # the values given later are left out
+    return str(compiled), {k: v for k, v in constants.items() if v is not None}
+
+
+async def _fetch(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
+    sql, constants = _psycopg(statement)
+    cursor = await connection.execute(sql, {**constants, **params}, prepare=True)
+    return list(await cursor.fetchall())
+
+
+async def read_inbox_async(
+    pool: Any,
+    agency_code: str,
+    wanted: InboxFilter,
+    calendar: WorkingCalendar,
+    now: datetime,
+) -> Inbox:
+    """`read_inbox` over a psycopg async pool (PostgreSQL): prepared statements, no ORM, no
+    thread hop, the three reads side by side — the inbox is the page a desk reloads all day."""
+    today = to_local(now).date()
+    counted = {"agency": agency_code, "today": today,
+               "tomorrow": calendar.add_working_days(today, 1)}  # fmt: skip
+    shape, params = _shape_and_params(agency_code, wanted, calendar, now)
+
+    async def fetch(statement: Any, values: dict[str, Any]) -> list[Any]:
+        async with pool.connection() as connection:
+            return await _fetch(connection, statement, values)
+
+    [row], page, reminders = await asyncio.gather(
+        fetch(COUNTS_QUERY, counted),
+        fetch(_page_statement(shape), params),
+        fetch(REMINDERS_QUERY, {"agency": agency_code}),
+    )
+    counts = {name: int(value) for name, value in zip(_COUNTED, row[:7], strict=True)}
+    stamp = f"{row[7].isoformat() if row[7] else '-'}/{row[8]}"
+    rows, more = _page_rows(page)
+    return Inbox(counts, stamp, rows, more, [Reminder(*r) for r in reminders])
 
 
 @dataclass
@@ -247,18 +377,3 @@ def dossier_view(session: Session, dossier: Dossier) -> DossierView:
     ).scalars():
         view.thread.append((message, names.get(message.staff_user_id, "")))
     return view
-
-
-def agency_reminders(session: Session, agency_code: str, limit: int = 20) -> list[OutboxMessage]:
-    """Reminders for the desk (due soon, overdue, feedback waiting), newest first."""
-    return list(
-        session.execute(
-            select(OutboxMessage)
-            .where(
-                col(OutboxMessage.channel) == "panel",
-                col(OutboxMessage.recipient) == agency_code,
-            )
-            .order_by(col(OutboxMessage.id).desc())
-            .limit(limit)
-        ).scalars()
-    )

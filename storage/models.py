@@ -96,7 +96,14 @@ class Dossier(SQLModel, table=True):
     """Hồ sơ. `status` changes only through core.dossier.decide (see storage.dossiers)."""
 
     __table_args__ = (
-        Index("ix_dossier_agency_status_activity", "agency_code", "status", "last_activity_at"),
+        # The inbox counts read only this index on PostgreSQL (appointment date included).
+        Index(
+            "ix_dossier_agency_status_activity",
+            "agency_code",
+            "status",
+            "last_activity_at",
+            postgresql_include=["appointment_date"],
+        ),
         Index("ix_dossier_agency_activity", "agency_code", "last_activity_at"),
     )
 

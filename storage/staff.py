@@ -6,10 +6,11 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from core.staff import (
@@ -20,6 +21,7 @@ from core.staff import (
     password_problem,
     username_problem,
 )
+from storage.db import compiled_for_psycopg
 from storage.models import Agency, StaffUser
 
 _HASHER = PasswordHasher()
@@ -129,3 +131,17 @@ def _verify(password_hash: str, password: str) -> bool:
         return _HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_STAFF: Any = StaffUser.__table__  # type: ignore[attr-defined]
+_STAFF_BY_ID = compiled_for_psycopg(select(_STAFF).where(_STAFF.c.id == bindparam("id")))
+
+
+async def load_staff_async(connection: Any, user_id: int) -> StaffUser | None:
+    """The account behind a session cookie, over a psycopg async connection (PostgreSQL)."""
+    cursor = await connection.execute(_STAFF_BY_ID, {"id": user_id}, prepare=True)
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    names = [column.name for column in cursor.description]
+    return StaffUser(**dict(zip(names, row, strict=True)))

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -48,12 +49,12 @@ from storage.dossiers import apply_command
 from storage.inbox import (
     QUEUES,
     DossierView,
+    Inbox,
     InboxFilter,
-    InboxRow,
-    agency_reminders,
     dossier_view,
-    inbox_page,
     queue_counts,
+    read_inbox,
+    read_inbox_async,
 )
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
 from storage.outbox import retry_dead
@@ -64,6 +65,7 @@ from storage.staff import (
     authenticate,
     change_password,
     create_staff,
+    load_staff_async,
     member,
     reset_password,
     session_fingerprint,
@@ -113,14 +115,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
+async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
+    """The signed-in staff member (read on the event loop: every panel request needs it)."""
     secret = runtime.settings.secret_key.get_secret_value()
     cookie = request.cookies.get(COOKIE)
     claim = read(secret, cookie)
     if claim is None:
         raise LoginRequired
-    with Session(runtime.reader) as session:
-        user = session.get(StaffUser, claim.user_id)
+    if runtime.async_reader is not None:
+        async with runtime.async_reader.connection() as connection:
+            user = await load_staff_async(connection, claim.user_id)
+    else:  # SQLite: an in-process read, cheaper inline than a thread hop
+        with Session(runtime.reader) as session:
+            user = session.get(StaffUser, claim.user_id)
     if user is None or session_fingerprint(user) != claim.fingerprint:
         raise LoginRequired
     if user.must_change_password and request.url.path != "/admin/password":
@@ -255,7 +262,7 @@ def _parse_day(text: str) -> date | None:
 
 
 @router.get("")
-def inbox(
+async def inbox(
     request: Request,
     runtime: RuntimeDep,
     staff: StaffDep,
@@ -275,24 +282,30 @@ def inbox(
     wanted = InboxFilter(
         queue, procedure, status, _parse_day(since), _parse_day(until), q[:100], max(page, 1)
     )
-    now = _now()
-    with Session(runtime.reader) as session:  # read-only: no BEGIN/ROLLBACK round trips
-        counts, stamp = queue_counts(session, agency, runtime.calendar, now)
-        rows: list[InboxRow] = []
-        more = False
-        feedback: list[Feedback] = []
-        if queue == "feedback":
-            feedback = list(
-                session.execute(
-                    select(Feedback)
-                    .where(col(Feedback.agency_code) == agency, col(Feedback.answered_at).is_(None))
-                    .order_by(col(Feedback.id))
-                    .limit(50)
-                ).scalars()
-            )
-        else:
-            rows, more = inbox_page(session, agency, wanted, runtime.calendar, now)
-        reminders = agency_reminders(session, agency, limit=10)
+    now, calendar = _now(), runtime.calendar
+    feedback: list[Feedback] = []
+    if runtime.async_reader is not None and queue != "feedback":
+        data = await read_inbox_async(runtime.async_reader, agency, wanted, calendar, now)
+    else:
+
+        def read_all() -> tuple[Inbox, list[Feedback]]:
+            with Session(runtime.reader) as session:  # read-only: no BEGIN/ROLLBACK
+                waiting = []
+                if queue == "feedback":
+                    waiting = list(
+                        session.execute(
+                            select(Feedback)
+                            .where(
+                                col(Feedback.agency_code) == agency,
+                                col(Feedback.answered_at).is_(None),
+                            )
+                            .order_by(col(Feedback.id))
+                            .limit(50)
+                        ).scalars()
+                    )
+                return read_inbox(session, agency, wanted, calendar, now), waiting
+
+        data, feedback = await run_in_threadpool(read_all)
     params = {k: v for k, v in (("queue", queue), ("procedure", procedure), ("status", status),
                                  ("since", since), ("until", until), ("q", q)) if v}  # fmt: skip
     return _page(
@@ -300,18 +313,38 @@ def inbox(
         "inbox",
         staff,
         queues=QUEUES,
-        counts=counts,
+        counts=data.counts,
         wanted=wanted,
-        rows=rows,
-        more=more,
+        rows=_table(data.rows, runtime) if queue != "feedback" else [],
+        more=data.more,
         feedback=feedback,
-        reminders=reminders,
-        stamp=stamp,
+        reminders=data.reminders,
+        stamp=data.stamp,
         query=urlencode(params),
         statuses=[s for s in Status if s is not Status.DRAFT],
         done=done,
         to_local=to_local,
     )
+
+
+def _table(rows: list[Any], runtime: Runtime) -> list[tuple[str, ...]]:
+    """The inbox rows as display strings (formatted here once, not cell by cell in Jinja)."""
+    procedures = runtime.catalog.procedures
+    return [
+        (
+            row.code,
+            procedures[row.procedure_code].name.vi
+            if row.procedure_code in procedures
+            else row.procedure_code,
+            row.applicant,
+            row.phone,
+            render(f"status.{row.status.value}", LANG),
+            to_local(row.submitted_at).strftime("%d/%m/%Y %H:%M"),
+            row.appointment_date.strftime("%d/%m/%Y") if row.appointment_date else "",
+            to_local(row.last_activity_at).strftime("%d/%m %H:%M"),
+        )
+        for row in rows
+    ]
 
 
 @router.get("/stamp")
