@@ -158,12 +158,39 @@ async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: 
                 public_base_url=runtime.settings.public_base_url,
             )
 
-    for reply in await anyio.to_thread.run_sync(run):
-        await send_reply(bot, chat_id, reply)
+    replies = await anyio.to_thread.run_sync(run)
+    await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
 
 
 ALBUM_WAIT = 1.0  # seconds without a new photo of the album before it is answered
 _background: set[asyncio.Task[None]] = set()
+_chat_locks: dict[int, asyncio.Lock] = {}
+
+
+async def _answer(bot: Bot, chat_id: int, replies: list[Reply], budget: float) -> None:
+    """Send the turn's replies, in order; if the Bot API is slow (rate limits, outages), the
+    webhook answers Telegram after `budget` seconds and the replies go on in the background."""
+    if not replies:
+        return
+
+    async def send_all() -> None:
+        lock = _chat_locks.setdefault(chat_id, asyncio.Lock())
+        async with lock:  # a later turn of the same chat waits: replies keep their order
+            try:
+                for reply in replies:
+                    await send_reply(bot, chat_id, reply)
+            except Exception:
+                log.exception("replies to chat %s could not be sent", chat_id)
+        if not lock.locked() and _chat_locks.get(chat_id) is lock:
+            del _chat_locks[chat_id]
+
+    task = asyncio.create_task(send_all())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=budget)
+    except TimeoutError:
+        log.warning("replies to chat %s continue after the webhook answered", chat_id)
 
 
 async def _park(runtime: Any, bot: Bot, update: Update, message: Message, data: bytes) -> None:
@@ -210,10 +237,11 @@ async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update
             )
 
     try:
-        for reply in await anyio.to_thread.run_sync(run):
-            await send_reply(bot, chat_id, reply)
+        replies = await anyio.to_thread.run_sync(run)
     except Exception:  # a background task has nobody to raise to: log it
         log.exception("answering album %s of chat %s failed", group, chat_id)
+        return
+    await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
 
 
 async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:

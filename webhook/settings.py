@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     telegram_max_per_second: float = 30.0  # Telegram's overall limit per bot; 0 = no limit
     telegram_per_chat_interval: float = 1.0  # at most one message per second into one chat
+    # How long a webhook call waits for its replies to reach Telegram before answering anyway
+    # (the replies go on in the background); well under Telegram's own timeout.
+    telegram_reply_budget_seconds: float = 5.0
 
     # Delivery of the outbox: how long a claimed message is held before another worker may
     # retry it, and how often the dispatcher looks for due messages and reminders.

@@ -261,3 +261,30 @@ def test_a_replayed_album_photo_is_not_counted_twice(
     time.sleep(1.5)
     [answer] = fake.sent("sendMessage")[before:]
     assert "Đã nhận 2 ảnh" in answer.params["text"]
+
+
+def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
+    settings: Settings, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, base = telegram
+    configured = settings.model_copy(
+        update={
+            "telegram_citizen_token": SecretStr(TOKEN),
+            "telegram_webhook_secret": SecretStr(SECRET),
+            "telegram_api_base": base,
+            "telegram_reply_budget_seconds": 0.5,
+        }
+    )
+    app = create_app(configured)
+    with TestClient(app) as client:
+        fake.hold.clear()  # the Bot API does not answer
+        started = time.monotonic()
+        assert post(client, Updates().text("/start")) == 200
+        assert time.monotonic() - started < 3
+        assert fake.delivered == []
+        fake.hold.set()
+        deadline = time.time() + 10
+        while not fake.delivered and time.time() < deadline:
+            time.sleep(0.05)
+        assert "Xin chào" in fake.delivered[0].params["text"]  # the reply went on afterwards
+    app.state.runtime.engine.dispose()
