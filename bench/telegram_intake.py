@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
     (folder / "files").mkdir()
@@ -46,7 +47,7 @@ def main() -> None:
     fake_port, app_port = free_port(), free_port()
     fake_env = {"FAKE_TELEGRAM_TOKEN": TOKEN, "FAKE_TELEGRAM_FILES": str(folder / "files")}
     app_env = {
-        "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+        "DATABASE_URL": args.database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
         "MEDIA_DIR": str(folder / "media"),
         "LOAD_DEMO_DATA": "false",
         "TELEGRAM_CITIZEN_TOKEN": TOKEN,
