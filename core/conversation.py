@@ -76,6 +76,7 @@ class Backoffice(Protocol):
     def rate(self, code: str, stars: int) -> bool: ...
     def comment_rating(self, code: str, comment: str) -> None: ...
     def feedback(self, text: str, files: list[dict[str, Any]]) -> None: ...
+    def message_desk(self, code: str, text: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Conversation:
     supplement: str | None = None  # dossier code being supplemented
     supplement_items: list[list[str]] = field(default_factory=list)  # [component code, reason]
     rating: str | None = None  # dossier code whose rating may get a comment
+    replying: str | None = None  # dossier code whose desk the citizen is writing to
     id_number: str = ""  # kept only when the procedure lets it replace a paper
     offer: dict[str, str] = field(default_factory=dict)  # name and ID read from a CCCD photo
 
@@ -156,6 +158,13 @@ def handle(
         return _back(c, catalog)
     if command == "nav:resume":  # a page reloaded: ask again what the current step asks
         return _prompt(c, catalog)
+    if incoming.button.startswith("reply:"):  # "answer the desk" comes with a desk's message
+        c.step, c.replying = "reply_desk", incoming.button.removeprefix("reply:")
+        return [
+            Reply(
+                _t(c, "reply_desk_ask", code=c.replying), ((_button(c, "cancel", "nav:cancel"),),)
+            )
+        ]
     if incoming.button.startswith("rate:"):  # rating buttons come with a pushed notice
         return _rate(c, incoming.button, backoffice)
     if incoming.button.startswith("menu:"):  # menu buttons work from any step
@@ -614,6 +623,7 @@ def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
 
 
 RATING_REQUEST = "notice.rating_request"
+DESK_REPLY = "notice.reply"
 SUPPLEMENT_NOTICES = frozenset({"notice.supplement_requested", "remind.supplement_missing"})
 
 
@@ -626,6 +636,8 @@ def notice_reply(key: str, values: dict[str, Any], lang: str = "vi") -> Reply:
         buttons = rating_buttons(str(values["code"]), lang)
     elif key in SUPPLEMENT_NOTICES:  # one tap from the notice to sending the missing papers
         buttons = ((Button(render("chat.button.supplement", lang), "menu:supplement"),),)
+    elif key == DESK_REPLY:  # the citizen can answer the officer in the same thread
+        buttons = ((Button(render("chat.button.reply_desk", lang), f"reply:{values['code']}"),),)
     return Reply(text, buttons)
 
 
@@ -635,6 +647,17 @@ def _rate(c: Conversation, data: str, bo: Backoffice) -> list[Reply]:
         return [Reply(_t(c, "rating_refused")), _menu(c)]
     c.step, c.rating = "rating_comment", code
     return [Reply(_t(c, "rating_thanks"), ((_button(c, "skip", "rating:skip"),),))]
+
+
+def _on_reply_desk(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
+    """The citizen's answer to the desk, kept in the dossier's thread for the officer."""
+    text = i.text.strip()
+    if not text or i.files:
+        return [Reply(_t(c, "reply_desk_text_only"), ((_button(c, "cancel", "nav:cancel"),),))]
+    code, c.step, c.replying = c.replying or "", "menu", None
+    if not bo.message_desk(code, text[:3000]):
+        return [Reply(_t(c, "reply_desk_refused")), _menu(c)]
+    return [Reply(_t(c, "reply_desk_sent", code=code)), _menu(c)]
 
 
 def _on_rating_comment(
@@ -773,4 +796,5 @@ _STEPS = {
     "supplement_review": _on_supplement_review,
     "rating_comment": _on_rating_comment,
     "feedback": _on_feedback,
+    "reply_desk": _on_reply_desk,
 }

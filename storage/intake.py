@@ -30,6 +30,7 @@ from storage.dossiers import (
     apply_command,
     citizen_public_statuses,
     feedback_agency,
+    find_by_code,
     lookup_public_status,
     open_supplement,
     submit_dossier,
@@ -42,6 +43,7 @@ from storage.models import (
     Dossier,
     Feedback,
     Rating,
+    ThreadMessage,
     utcnow,
 )
 
@@ -192,6 +194,19 @@ class StorageBackoffice:
                 media_keys=[f["key"] for f in files],
             )
         )
+
+    def message_desk(self, code: str, text: str) -> bool:
+        """The citizen's message into the thread of one of their own open dossiers."""
+        dossier = find_by_code(self.session, code)
+        if dossier is None or dossier.citizen_id != self.identity.citizen_id:
+            return False
+        if Status(dossier.status) in CLOSED:
+            return False
+        assert dossier.id is not None
+        self.session.add(ThreadMessage(dossier_id=dossier.id, direction="in", text=text))
+        dossier.last_activity_at = self.now
+        self.session.add(dossier)
+        return True
 
     def my_dossiers(self) -> list[PublicStatus]:
         return citizen_public_statuses(self.session, self.identity.citizen_id, self.catalog)

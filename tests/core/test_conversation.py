@@ -369,3 +369,22 @@ def test_a_photo_of_the_receipt_qr_looks_the_dossier_up(chat: Chat) -> None:
     chat.press("menu:lookup")
     assert dossier.code in said(chat.photos(receipt))  # from the lookup step
     assert "Không tìm thấy mã QR" in said(chat.photos(images.good_jpeg()))
+
+
+def test_the_citizen_answers_the_desk_in_the_dossier_thread(chat: Chat, engine: Engine) -> None:
+    from core.conversation import notice_reply
+    from storage.models import ThreadMessage
+
+    submit_through(chat, "khai-sinh", search="khai sinh")
+    with Session(engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    pushed = notice_reply("notice.reply", {"code": dossier.code, "text": "Anh gửi thêm bản chính?"})
+    assert f"reply:{dossier.code}" in buttons([pushed])
+    assert dossier.code in said(chat.press(f"reply:{dossier.code}"))
+    assert "gõ nội dung" in said(chat.photos(images.good_jpeg()))  # a photo is not an answer
+    assert "Đã chuyển câu trả lời" in said(chat.send("Dạ, mai tôi mang đến."))
+    chat.press("reply:000.00.10.H53-261207-9999")  # a code that is not this citizen's
+    assert "Không gửi được" in said(chat.send("hồ sơ của người khác"))
+    with Session(engine) as session:
+        thread = list(session.execute(select(ThreadMessage)).scalars())
+    assert [(m.direction, m.text) for m in thread] == [("in", "Dạ, mai tôi mang đến.")]

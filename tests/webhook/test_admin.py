@@ -556,3 +556,36 @@ def test_hcc_staff_create_prints_a_one_time_password(
     out = capsys.readouterr()
     assert "Mật khẩu dùng một lần của lan.ttphcc:" in out.out
     assert "tên.đơnvị" in out.err
+
+
+def test_the_thread_shows_the_officers_reply_and_the_citizens_answer(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    from core.conversation import Incoming
+    from storage.intake import converse
+
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk.get(f"/admin/dossiers/{code}")
+    desk.post(
+        f"/admin/dossiers/{code}/reply", {"text": "Anh bổ sung bản sao hợp đồng thuê nhà nhé."}
+    )
+    for incoming in (Incoming(button=f"reply:{code}"), Incoming(text="Dạ, tối nay tôi gửi ạ.")):
+        with session_scope(runtime.engine) as session:
+            converse(
+                session,
+                channel="telegram",
+                external_id="555",
+                incoming=incoming,
+                catalog=runtime.catalog,
+                calendar=runtime.calendar,
+                media=runtime.media,
+                public_base_url="https://hcc.example.vn",
+            )
+    page = client.get(f"/admin/dossiers/{code}").text
+    officer_at = page.index("Anh bổ sung bản sao hợp đồng thuê nhà nhé.")
+    citizen_at = page.index("Dạ, tối nay tôi gửi ạ.")
+    assert officer_at < citizen_at and 'class="thread-in"' in page
