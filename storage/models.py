@@ -102,7 +102,7 @@ class Dossier(SQLModel, table=True):
             "agency_code",
             "status",
             "last_activity_at",
-            postgresql_include=["appointment_date"],
+            postgresql_include=["appointment_date", "id"],
         ),
         Index("ix_dossier_agency_activity", "agency_code", "last_activity_at"),
     )

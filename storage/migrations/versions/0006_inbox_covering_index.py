@@ -19,7 +19,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite has no INCLUDE; its index stays as it is
     op.drop_index(INDEX, table_name="dossier")
-    op.create_index(INDEX, "dossier", COLUMNS, postgresql_include=["appointment_date"])
+    op.create_index(INDEX, "dossier", COLUMNS, postgresql_include=["appointment_date", "id"])
 
 
 def downgrade() -> None:
