@@ -139,6 +139,19 @@ async def _download(bot: Bot, message: Message) -> bytes | None:
     return downloaded.read()
 
 
+def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> list[Reply]:
+    return converse(
+        session,
+        channel=CHANNEL,
+        external_id=str(chat_id),
+        incoming=incoming,
+        catalog=runtime.catalog,
+        calendar=runtime.calendar,
+        media=runtime.media,
+        public_base_url=runtime.settings.public_base_url,
+    )
+
+
 async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming) -> None:
     """One dialogue turn; the update id is recorded in the same transaction, so a redelivered
     update is dropped and a turn that failed is retried whole when Telegram redelivers it."""
@@ -147,16 +160,7 @@ async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: 
         with session_scope(runtime.engine) as session:
             if not first_delivery(session, CHANNEL, str(update.update_id)):
                 return []
-            return converse(
-                session,
-                channel=CHANNEL,
-                external_id=str(chat_id),
-                incoming=incoming,
-                catalog=runtime.catalog,
-                calendar=runtime.calendar,
-                media=runtime.media,
-                public_base_url=runtime.settings.public_base_url,
-            )
+            return _converse(runtime, session, chat_id, incoming)
 
     replies = await anyio.to_thread.run_sync(run)
     await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
@@ -225,16 +229,7 @@ async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update
                 return []
             caption = next((p.caption for p in parts if p.caption), "")
             incoming = Incoming(text=caption, files=tuple(IncomingFile(p.data) for p in parts))
-            return converse(
-                session,
-                channel=CHANNEL,
-                external_id=str(chat_id),
-                incoming=incoming,
-                catalog=runtime.catalog,
-                calendar=runtime.calendar,
-                media=runtime.media,
-                public_base_url=runtime.settings.public_base_url,
-            )
+            return _converse(runtime, session, chat_id, incoming)
 
     try:
         replies = await anyio.to_thread.run_sync(run)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 from core.catalog import Catalog
 from core.dossier import CLOSED, Status
 from core.staff import StaffMember
-from storage.dossiers import reply_identity
+from storage.dossiers import notify_citizen
 from storage.models import (
     CannedReply,
     ChannelIdentity,
@@ -45,19 +45,8 @@ def reply_to_citizen(
     dossier.last_activity_at = at
     session.add(dossier)
     session.flush()
-    identity = reply_identity(session, dossier)
-    if identity is not None:
-        add_message(
-            session,
-            key=f"reply:{message.id}",
-            channel=identity.channel,
-            recipient=identity.external_id,
-            template="notice.reply",
-            values={"code": dossier.code, "text": message.text, "language": identity.language},
-            dossier_id=dossier.id,
-            citizen_id=dossier.citizen_id,
-            at=at,
-        )
+    notify_citizen(session, dossier, f"reply:{message.id}", "notice.reply",
+                   {"code": dossier.code, "text": message.text}, at)  # fmt: skip
     return message
 
 
@@ -99,23 +88,9 @@ def transfer(
         )
     )
     session.flush()
-    identity = reply_identity(session, dossier)
-    if identity is not None:
-        add_message(
-            session,
-            key=f"transfer:{dossier.id}:{to_agency}:{at.isoformat()}",
-            channel=identity.channel,
-            recipient=identity.external_id,
-            template="notice.transferred",
-            values={
-                "code": dossier.code,
-                "agency": {"vi": agency.name.vi, "en": agency.name.en},
-                "language": identity.language,
-            },
-            dossier_id=dossier.id,
-            citizen_id=dossier.citizen_id,
-            at=at,
-        )
+    values = {"code": dossier.code, "agency": {"vi": agency.name.vi, "en": agency.name.en}}
+    notify_citizen(session, dossier, f"transfer:{dossier.id}:{to_agency}:{at.isoformat()}",
+                   "notice.transferred", values, at)  # fmt: skip
 
 
 def canned_replies(session: Session, agency_code: str) -> list[CannedReply]:

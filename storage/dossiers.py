@@ -176,33 +176,39 @@ def _record(
         return
     if decision.command.actor is Actor.CITIZEN:
         return  # the citizen's own step is answered in the conversation, not pushed again
+    notice_key = f"notice:{dossier.id}:{event.id}"
+    if not notify_citizen(session, dossier, notice_key, decision.notice.key,
+                          decision.notice.values, decision.command.at):  # fmt: skip
+        return
+    if decision.after.status is Status.RETURNED:  # the dossier ended: ask how it went
+        notify_citizen(session, dossier, f"rating:{dossier.id}", RATING_REQUEST,
+                       {"code": dossier.code}, decision.command.at)  # fmt: skip
+
+
+def notify_citizen(
+    session: Session,
+    dossier: Dossier,
+    key: str,
+    template: str,
+    values: dict[str, Any],
+    at: datetime,
+) -> bool:
+    """Queue a message to the dossier's citizen on the channel they used, in their language;
+    False when there is nobody to tell (no citizen, no channel) or `key` was queued already."""
     identity = reply_identity(session, dossier)
     if identity is None:
-        return
-    values = {**decision.notice.values, "language": identity.language}
-    add_message(
+        return False
+    return add_message(
         session,
-        key=f"notice:{dossier.id}:{event.id}",
+        key=key,
         channel=identity.channel,
         recipient=identity.external_id,
-        template=decision.notice.key,
-        values=values,
+        template=template,
+        values={**values, "language": identity.language},
         dossier_id=dossier.id,
         citizen_id=dossier.citizen_id,
-        at=decision.command.at,
+        at=at,
     )
-    if decision.after.status is Status.RETURNED:  # the dossier ended: ask how it went
-        add_message(
-            session,
-            key=f"rating:{dossier.id}",
-            channel=identity.channel,
-            recipient=identity.external_id,
-            template=RATING_REQUEST,
-            values={"code": dossier.code, "language": identity.language},
-            dossier_id=dossier.id,
-            citizen_id=dossier.citizen_id,
-            at=decision.command.at,
-        )
 
 
 def reply_identity(session: Session, dossier: Dossier) -> ChannelIdentity | None:

@@ -20,7 +20,7 @@ from core.reminders import (
     feedback_reminder_due,
     supplement_reminder_due,
 )
-from storage.dossiers import feedback_agency, reply_identity
+from storage.dossiers import feedback_agency, notify_citizen
 from storage.models import Dossier, Feedback, StatusEvent
 from storage.outbox import add_message
 
@@ -94,23 +94,13 @@ def _supplements(
     for dossier, request in rows:
         if not supplement_reminder_due(calendar, request.at, now):
             continue
-        identity = reply_identity(session, dossier)
-        if identity is None:
-            continue
-        queued += add_message(
+        queued += notify_citizen(
             session,
-            key=f"remind:supplement:{dossier.id}:{request.id}",
-            channel=identity.channel,
-            recipient=identity.external_id,
-            template="remind.supplement_missing",
-            values={
-                "code": dossier.code,
-                "procedure": _procedure_name(catalog, dossier.procedure_code),
-                "language": identity.language,
-            },
-            dossier_id=dossier.id,
-            citizen_id=dossier.citizen_id,
-            at=now,
+            dossier,
+            f"remind:supplement:{dossier.id}:{request.id}",
+            "remind.supplement_missing",
+            {"code": dossier.code, "procedure": _procedure_name(catalog, dossier.procedure_code)},
+            now,
         )
     return queued
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
@@ -21,6 +22,8 @@ from core.catalog import Catalog, load_catalog
 from storage.db import make_engine, session_scope
 from storage.dossiers import sync_catalog
 from storage.migrate import upgrade
+from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, FakeTelegram
+from tests.servers import live_server
 from webhook.settings import REPO_ROOT, Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -158,4 +161,25 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         public_base_url="https://hcc.example.vn",
         sms_webhook_secret="sms-test-secret",  # type: ignore[arg-type]
         load_demo_data=False,
+    )
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    """The fake Telegram Bot API on a loopback port: (recorder, base URL)."""
+    fake = FakeTelegram(TELEGRAM_TOKEN)
+    with live_server(fake.app) as base:
+        yield fake, base
+
+
+@pytest.fixture
+def telegram_settings(settings: Settings, telegram: tuple[FakeTelegram, str]) -> Settings:
+    """`settings` with the citizen bot configured against the fake Bot API."""
+    return settings.model_copy(
+        update={
+            "telegram_citizen_token": SecretStr(TELEGRAM_TOKEN),
+            "telegram_webhook_secret": SecretStr(TELEGRAM_SECRET),
+            "telegram_api_base": telegram[1],
+            "telegram_per_chat_interval": 0.0,
+        }
     )

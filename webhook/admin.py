@@ -366,6 +366,14 @@ def _dossier(session: Session, staff: Staff, code: str) -> Dossier:
     return dossier
 
 
+def _dossier_to_act_on(session: Session, staff: Staff, code: str) -> Dossier:
+    """The dossier, when this officer may also act on it (seeing it is not enough)."""
+    dossier = _dossier(session, staff, code)
+    if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    return dossier
+
+
 def _dossier_page(
     request: Request, runtime: Runtime, staff: Staff, code: str, status: int = 200, **extra: Any
 ) -> HTMLResponse:
@@ -444,9 +452,7 @@ def act(
         raise HTTPException(400, render("admin.error.forbidden", LANG)) from None
     try:
         with session_scope(runtime.engine) as session:
-            dossier = _dossier(session, staff, code)
-            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
-                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            dossier = _dossier_to_act_on(session, staff, code)
             procedure = runtime.catalog.procedure(dossier.procedure_code)
             assert dossier.id is not None
             apply_command(
@@ -469,9 +475,7 @@ def reply(
 ) -> Response:
     try:
         with session_scope(runtime.engine) as session:
-            dossier = _dossier(session, staff, code)
-            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
-                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            dossier = _dossier_to_act_on(session, staff, code)
             reply_to_citizen(session, dossier, staff.member, str(form.get("text") or ""), _now())
     except StaffError as error:
         return _dossier_page(request, runtime, staff, code, 400, error=render(error.key, LANG))
@@ -485,9 +489,7 @@ def transfer_dossier(
 ) -> Response:
     try:
         with session_scope(runtime.engine) as session:
-            dossier = _dossier(session, staff, code)
-            if not staff.can(Permission.ACT_ON_DOSSIERS, dossier.agency_code):
-                raise HTTPException(403, render("admin.error.forbidden", LANG))
+            dossier = _dossier_to_act_on(session, staff, code)
             transfer(session, dossier, str(form.get("agency") or ""), staff.member, runtime.catalog,
                      _now(), str(form.get("reason") or ""))  # fmt: skip
     except StaffError as error:

@@ -29,17 +29,9 @@ from webhook.jobs import Dispatcher, make_senders
 from webhook.runtime import Runtime, build_runtime
 from webhook.settings import Settings
 
-TOKEN = "123456:TEST-citizen"
 SMS_KEY = "sms-gateway-key"
 CHAT = 555
 NOW = datetime.now(UTC)  # for tests where the web process's own dispatcher runs on real time
-
-
-@pytest.fixture
-def telegram() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram(TOKEN)
-    with live_server(fake.app) as base:
-        yield fake, base
 
 
 @pytest.fixture
@@ -50,14 +42,9 @@ def gateway() -> Iterator[tuple[FakeSmsGateway, str]]:
 
 
 @pytest.fixture
-def configured(
-    settings: Settings, telegram: tuple[FakeTelegram, str], gateway: tuple[FakeSmsGateway, str]
-) -> Settings:
-    return settings.model_copy(
+def configured(telegram_settings: Settings, gateway: tuple[FakeSmsGateway, str]) -> Settings:
+    return telegram_settings.model_copy(
         update={
-            "telegram_citizen_token": SecretStr(TOKEN),
-            "telegram_api_base": telegram[1],
-            "telegram_per_chat_interval": 0.0,
             "sms_gateway_url": f"{gateway[1]}/api/sms",
             "sms_gateway_auth_header": SecretStr(f"Authorization: Bearer {SMS_KEY}"),
             "sms_gateway_body": '{"to": "{phone}", "message": "{text}", "sender": "HCC"}',

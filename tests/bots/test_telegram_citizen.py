@@ -12,39 +12,21 @@ import pytest
 import zxingcpp
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from storage.models import DocumentFile, Dossier, InboundEvent
 from tests import images
-from tests.fakes.telegram import FakeTelegram, Updates
-from tests.servers import live_server
+from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, FakeTelegram, Updates
 from webhook.app import create_app
 from webhook.settings import Settings
 
-TOKEN = "123456:TEST-citizen"
-SECRET = "webhook-secret-1"
+TOKEN, SECRET = TELEGRAM_TOKEN, TELEGRAM_SECRET
 
 
 @pytest.fixture
-def telegram() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram(TOKEN)
-    with live_server(fake.app) as base:
-        yield fake, base
-
-
-@pytest.fixture
-def client(settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[TestClient]:
-    _, base = telegram
-    configured = settings.model_copy(
-        update={
-            "telegram_citizen_token": SecretStr(TOKEN),
-            "telegram_webhook_secret": SecretStr(SECRET),
-            "telegram_api_base": base,
-        }
-    )
-    app = create_app(configured)
+def client(telegram_settings: Settings) -> Iterator[TestClient]:
+    app = create_app(telegram_settings)
     with TestClient(app) as test_client:
         yield test_client
     app.state.runtime.engine.dispose()
@@ -264,17 +246,10 @@ def test_a_replayed_album_photo_is_not_counted_twice(
 
 
 def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
-    settings: Settings, telegram: tuple[FakeTelegram, str]
+    telegram_settings: Settings, telegram: tuple[FakeTelegram, str]
 ) -> None:
-    fake, base = telegram
-    configured = settings.model_copy(
-        update={
-            "telegram_citizen_token": SecretStr(TOKEN),
-            "telegram_webhook_secret": SecretStr(SECRET),
-            "telegram_api_base": base,
-            "telegram_reply_budget_seconds": 0.5,
-        }
-    )
+    fake, _ = telegram
+    configured = telegram_settings.model_copy(update={"telegram_reply_budget_seconds": 0.5})
     app = create_app(configured)
     with TestClient(app) as client:
         fake.hold.clear()  # the Bot API does not answer

@@ -27,11 +27,10 @@ from storage.db import make_engine
 from storage.models import OutboxMessage
 from tests.conftest import unavailable
 from tests.dossiers import act, citizen_dossier
-from tests.fakes.telegram import FakeTelegram
-from tests.servers import live_server
+from tests.fakes.telegram import TELEGRAM_TOKEN, FakeTelegram
 from webhook.settings import REPO_ROOT
 
-TOKEN = "123456:TEST-worker"
+TOKEN = TELEGRAM_TOKEN
 CHAT = 777
 
 
@@ -88,13 +87,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def telegram() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram(TOKEN)
-    with live_server(fake.app) as base:
-        yield fake, base
 
 
 class Workers:

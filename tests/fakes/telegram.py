@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+TELEGRAM_TOKEN = "123456:TEST-citizen"
+TELEGRAM_SECRET = "webhook-secret-1"
+
 
 @dataclass
 class Call:

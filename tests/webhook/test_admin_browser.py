@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -21,35 +20,19 @@ from storage.models import Dossier, OutboxMessage
 from storage.staff import create_staff
 from tests import images
 from tests.browser import chromium_page
-from tests.fakes.telegram import FakeTelegram, Updates
+from tests.fakes.telegram import TELEGRAM_SECRET, FakeTelegram, Updates
 from tests.servers import live_server
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
 
-TOKEN = "123456:TEST-desk"
-SECRET = "webhook-secret-desk"
+SECRET = TELEGRAM_SECRET
 NEW_PASSWORD = "Một-cửa-2026!"
 
 
 @pytest.fixture
-def telegram() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram(TOKEN)
-    with live_server(fake.app) as base:
-        yield fake, base
-
-
-@pytest.fixture
-def served(settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[tuple[str, Runtime]]:
-    configured = settings.model_copy(
-        update={
-            "telegram_citizen_token": SecretStr(TOKEN),
-            "telegram_webhook_secret": SecretStr(SECRET),
-            "telegram_api_base": telegram[1],
-            "telegram_per_chat_interval": 0.0,
-            "dispatch_interval_seconds": 0.2,
-        }
-    )
+def served(telegram_settings: Settings) -> Iterator[tuple[str, Runtime]]:
+    configured = telegram_settings.model_copy(update={"dispatch_interval_seconds": 0.2})
     app = create_app(configured)
     with live_server(app) as base:
         yield base, app.state.runtime
