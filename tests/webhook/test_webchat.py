@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
+from core.dossier import Action, MissingItem
 from storage.models import Dossier
 from tests import images
 from tests.browser import chromium_page
+from tests.dossiers import act
 from tests.servers import live_server
 from webhook.app import create_app
 from webhook.settings import Settings
@@ -83,7 +87,17 @@ def test_submit_a_dossier_in_chromium(settings: Settings, tmp_path) -> None:  # 
         assert page.eval_on_selector(".msg img", "img => img.naturalWidth") > 100
         page.reload()  # the conversation survives a reload
         page.wait_for_selector("text=Bạn muốn làm gì?")
-    with Session(app.state.runtime.engine) as session:
-        dossier = session.execute(select(Dossier)).scalar_one()
-    assert dossier.channel == "web" and dossier.status == "submitted"
+        with Session(app.state.runtime.engine) as session:
+            dossier = session.execute(select(Dossier)).scalar_one()
+        assert dossier.channel == "web" and dossier.status == "submitted"
+        # The desk asks for a supplement: the notice shows up in the open page by itself.
+        runtime = app.state.runtime
+        component = runtime.catalog.procedure(dossier.procedure_code).components[0].code
+        assert dossier.id is not None
+        act(runtime.engine, runtime.catalog, runtime.calendar, dossier.id,
+            Action.REQUEST_SUPPLEMENT, datetime.now(UTC),
+            missing=(MissingItem(component, "Ảnh tờ khai bị lóa"),))  # fmt: skip
+        page.wait_for_selector(".msg.push >> text=Ảnh tờ khai bị lóa", timeout=20_000)
+        page.click("button[data-action='menu:supplement'] >> nth=-1")
+        page.wait_for_selector("text=Bổ sung 1/1")
     app.state.runtime.engine.dispose()
