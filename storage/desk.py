@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 
 from core.catalog import Catalog
 from core.dossier import CLOSED, Status
+from core.messages import render
 from core.staff import StaffMember
 from storage.dossiers import notify_citizen
 from storage.models import (
@@ -82,7 +83,13 @@ def transfer(
             to_status=dossier.status,
             actor_kind="desk_officer",
             staff_user_id=staff.id,
-            note=f"Chuyển hồ sơ từ {source} đến {agency.name.vi}. Lý do: {reason.strip()}",
+            note=render(
+                "audit.transferred",
+                "vi",
+                source=source,
+                target=agency.name.vi,
+                reason=reason.strip(),
+            ),
             details={"from": source, "to": to_agency, "reason": reason.strip()},
             at=at,
         )

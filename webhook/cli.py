@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         "create", help="create an account; prints a one-time password"
     )
     create.add_argument("username", help="name.unit, e.g. lan.ttphcc")
-    create.add_argument("--name", required=True, help="full name, e.g. 'Trần Thị Lan'")
+    create.add_argument("--name", required=True, help="full name as printed on the forms")
     create.add_argument("--agency", required=True, help="agency code, e.g. 000.00.10.H53")
     create.add_argument(
         "--role", default="desk_officer", choices=["desk_officer", "agency_admin", "system_admin"]
