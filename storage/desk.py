@@ -19,7 +19,6 @@ from storage.dossiers import notify_citizen
 from storage.models import (
     CannedReply,
     ChannelIdentity,
-    Citizen,
     Dossier,
     Feedback,
     StatusEvent,
@@ -160,8 +159,3 @@ def answer_feedback(
             citizen_id=feedback.citizen_id,
             at=at,
         )
-
-
-def citizen_name(session: Session, dossier: Dossier) -> str:
-    citizen = session.get(Citizen, dossier.citizen_id) if dossier.citizen_id else None
-    return (citizen.full_name if citizen else None) or ""

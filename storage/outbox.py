@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from storage.models import Citizen, OutboxMessage
+from storage.models import Citizen, Dossier, OutboxMessage
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=15)
@@ -224,15 +224,21 @@ def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str
     return "rerouted"
 
 
-def dead_letters(session: Session, limit: int = 100) -> list[OutboxMessage]:
-    return list(
-        session.execute(
-            select(OutboxMessage)
-            .where(OutboxMessage.state == "dead")  # type: ignore[arg-type]
-            .order_by(OutboxMessage.id.desc())  # type: ignore[union-attr]
-            .limit(limit)
-        ).scalars()
+def dead_letters(
+    session: Session, agency_code: str | None, limit: int = 100
+) -> list[OutboxMessage]:
+    """Messages that gave up, newest first: one agency's dossiers, or all (`agency_code` None)."""
+    query = (
+        select(OutboxMessage)
+        .where(col(OutboxMessage.state) == "dead")
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(limit)
     )
+    if agency_code is not None:
+        query = query.join(Dossier, col(Dossier.id) == col(OutboxMessage.dossier_id)).where(
+            col(Dossier.agency_code) == agency_code
+        )
+    return list(session.execute(query).scalars())
 
 
 def retry_dead(session: Session, message_id: int, now: datetime) -> bool:

@@ -35,7 +35,14 @@ from core.dossier import (
 from core.forms import FORM_NUMBERS, FormFacts, FormStep, build_form, form_png
 from core.messages import render
 from core.qr import lookup_url, qr_png
-from core.staff import LOCKOUT_MINUTES, Permission, Role, can, roles_assignable_by
+from core.staff import (
+    LOCKOUT_MINUTES,
+    Permission,
+    Role,
+    StaffMember,
+    can,
+    roles_assignable_by,
+)
 from storage.db import session_scope
 from storage.desk import (
     add_canned_reply,
@@ -57,7 +64,7 @@ from storage.inbox import (
     read_inbox_async,
 )
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
-from storage.outbox import retry_dead
+from storage.outbox import dead_letters, retry_dead
 from storage.reports import report
 from storage.staff import (
     Login,
@@ -87,7 +94,6 @@ from webhook.staff_session import (
 
 router = APIRouter(prefix="/admin")
 LANG = "vi"
-DESK_ACTIONS = allowed_actions  # re-exported for templates: what the desk may do in a status
 
 
 class LoginRequired(Exception):
@@ -104,7 +110,7 @@ class Staff:
     csrf: str
 
     @property
-    def member(self) -> Any:
+    def member(self) -> StaffMember:
         return member(self.user)
 
     def can(self, permission: Permission, agency_code: str | None = None) -> bool:
@@ -592,11 +598,11 @@ def _form_facts(view: DossierView, runtime: Runtime, number: str) -> FormFacts:
         reason=str(details.get("reason") or ""),
         old_appointment_date=date.fromisoformat(old) if old else None,
         steps=steps,
-        officer=officer or staff_name(view),
+        officer=officer or _last_officer(view),
     )
 
 
-def staff_name(view: DossierView) -> str:
+def _last_officer(view: DossierView) -> str:
     names = [name for _, name in view.events if name]
     return names[-1] if names else ""
 
@@ -769,17 +775,8 @@ def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id:
 
 
 def _dead_letters(session: Session, staff: Staff) -> list[OutboxMessage]:
-    query = (
-        select(OutboxMessage)
-        .where(col(OutboxMessage.state) == "dead")
-        .order_by(col(OutboxMessage.id).desc())
-        .limit(100)
-    )
-    if staff.user.role != Role.SYSTEM_ADMIN.value:
-        query = query.join(Dossier, col(Dossier.id) == col(OutboxMessage.dossier_id)).where(
-            col(Dossier.agency_code) == staff.user.agency_code
-        )
-    return list(session.execute(query).scalars())
+    system = staff.user.role == Role.SYSTEM_ADMIN.value
+    return dead_letters(session, None if system else staff.user.agency_code)
 
 
 @router.get("/deliveries")
