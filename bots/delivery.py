@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from core.conversation import Reply, notice_reply
 from core.sms import sms_parts
-from storage.db import session_scope
+from storage.db import autocommit, session_scope
 from storage.outbox import claim, mark_dead, mark_sent, reroute_to_sms, retry_later
 
 log = logging.getLogger(__name__)
@@ -277,8 +277,9 @@ def deliver(
 ) -> Outcome:
     """Send one outbox message at most once: claim it, send it, record what happened."""
     now = now or datetime.now(UTC)
-    with session_scope(engine) as session:
-        message = claim(session, message_id, now, lease)
+    single = autocommit(engine)  # claim and "sent" are one statement each: no BEGIN/COMMIT trips
+    with single.connect() as connection:
+        message = claim(connection, message_id, now, lease)
     if message is None:
         return Outcome("skipped")
     reply = notice_reply(message.template, message.values, message.values.get("language", "vi"))
@@ -307,6 +308,6 @@ def deliver(
         with session_scope(engine) as session:
             state = retry_later(session, message, now, f"{type(error).__name__}: {error}")
         return Outcome(state, str(error))
-    with session_scope(engine) as session:
-        mark_sent(session, message.id, datetime.now(UTC))
+    with single.connect() as connection:
+        mark_sent(connection, message.id, datetime.now(UTC))
     return Outcome("sent")

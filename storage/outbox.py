@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
 from storage.models import Citizen, Dossier, OutboxMessage
@@ -122,7 +123,9 @@ def release(session: Session, ids: list[int], at: datetime) -> None:
     )
 
 
-def claim(session: Session, message_id: int, now: datetime, lease: timedelta) -> Claimed | None:
+def claim(
+    session: Session | Connection, message_id: int, now: datetime, lease: timedelta
+) -> Claimed | None:
     """Take the message for sending, or None when it is sent, dead, or another worker holds it."""
     claimable = or_(_OUTBOX.c.state == "queued", _due(now))
     row = session.execute(
@@ -144,7 +147,7 @@ def claim(session: Session, message_id: int, now: datetime, lease: timedelta) ->
     return Claimed(*row) if row is not None else None
 
 
-def mark_sent(session: Session, message_id: int, now: datetime) -> None:
+def mark_sent(session: Session | Connection, message_id: int, now: datetime) -> None:
     session.execute(
         update(_OUTBOX)
         .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == "sending")
