@@ -43,13 +43,22 @@ def _session_id(secret: str, cookie: str | None) -> str | None:
     return session_id if hmac.compare_digest(_sign(secret, session_id), cookie) else None
 
 
+KIOSK_IDLE_SECONDS = 300  # a kiosk page left alone this long starts over for the next person
+
+
 @router.get("/chat")
-def chat_page(request: Request, runtime: RuntimeDep, lang: str | None = None) -> Response:
+def chat_page(
+    request: Request, runtime: RuntimeDep, lang: str | None = None, kiosk: bool = False
+) -> Response:
+    """The chat page; `?kiosk=1` (the counter's tablet) also ends the session after idling."""
     secret = runtime.settings.secret_key.get_secret_value()
     session_id = _session_id(secret, request.cookies.get(COOKIE))
-    response = templates.TemplateResponse(
-        request, "chat.html", {"lang": "en" if lang == "en" else "vi", "fresh": not session_id}
-    )
+    context = {
+        "lang": "en" if lang == "en" else "vi",
+        "fresh": not session_id,
+        "kiosk_idle": KIOSK_IDLE_SECONDS if kiosk else 0,
+    }
+    response = templates.TemplateResponse(request, "chat.html", context)
     if session_id is None:
         _set_cookie(response, request, _sign(secret, secrets.token_urlsafe(18)))
     return response
@@ -64,6 +73,18 @@ def _set_cookie(response: Response, request: Request, value: str) -> None:
         samesite="lax",
         secure=request.url.scheme == "https",
     )
+
+
+@router.post("/chat/api/end")
+async def chat_end(request: Request) -> JSONResponse:
+    """ "Finish" on a shared device: the next person gets a new, empty session — they cannot see
+    the previous citizen's conversation or dossiers."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        return JSONResponse({"error": "cross_site"}, status_code=403)
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(COOKIE)  # the next page load starts a new session, with a welcome
+    return response
 
 
 @router.post("/chat/api/send")

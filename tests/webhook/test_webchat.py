@@ -13,7 +13,7 @@ from core.dossier import Action, MissingItem
 from storage.models import Dossier
 from tests import images
 from tests.browser import chromium_page
-from tests.dossiers import act
+from tests.dossiers import act, citizen_dossier
 from tests.servers import live_server
 from webhook.app import create_app
 from webhook.settings import Settings
@@ -100,4 +100,28 @@ def test_submit_a_dossier_in_chromium(settings: Settings, tmp_path) -> None:  # 
         page.wait_for_selector(".msg.push >> text=Ảnh tờ khai bị lóa", timeout=20_000)
         page.click("button[data-action='menu:supplement'] >> nth=-1")
         page.wait_for_selector("text=Bổ sung 1/1")
+        # "Finish" on a shared device: the next person starts over, with nothing of the last one.
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("#end")
+        page.wait_for_selector("text=Xin chào")
+        assert "Bổ sung 1/1" not in page.inner_text("#log")
     app.state.runtime.engine.dispose()
+
+
+def test_finish_gives_the_next_person_an_empty_session(client: TestClient) -> None:
+    """A kiosk or a borrowed phone: after "Finish", nobody sees the previous citizen's dossiers."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.get("/chat")
+    first = client.cookies["hcc_chat"].split(".")[0]
+    _, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar, channel="web",
+                              external_id=first, at=datetime.now(UTC))  # fmt: skip
+    mine = client.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
+    assert code in mine[0]["text"]
+    refused = client.post("/chat/api/end", headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and client.cookies["hcc_chat"].startswith(first)
+    assert client.post("/chat/api/end").status_code == 200
+    assert "hcc_chat" not in client.cookies
+    client.get("/chat")  # the next person opens the page
+    assert not client.cookies["hcc_chat"].startswith(first)
+    mine = client.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
+    assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()
