@@ -38,7 +38,7 @@ from core.documents import MAX_BYTES
 from core.messages import render
 from storage.db import session_scope
 from storage.inbound import first_delivery, park_album_part, take_album
-from storage.intake import converse
+from storage.intake import album_incoming, converse
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
@@ -227,9 +227,7 @@ async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update
             parts = take_album(session, CHANNEL, str(chat_id), group, update_id)
             if parts is None:
                 return []
-            caption = next((p.caption for p in parts if p.caption), "")
-            incoming = Incoming(text=caption, files=tuple(IncomingFile(p.data) for p in parts))
-            return _converse(runtime, session, chat_id, incoming)
+            return _converse(runtime, session, chat_id, album_incoming(parts))
 
     try:
         replies = await anyio.to_thread.run_sync(run)

@@ -3,7 +3,9 @@ and albums held back until their last photo arrives."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -69,3 +71,19 @@ def take_album(
     if removed.rowcount != len(parts):  # type: ignore[attr-defined]
         return None  # a concurrent turn took (some of) them: let it answer
     return parts
+
+
+def stale_albums(session: Session, older_than: datetime) -> list[tuple[str, str, str, int]]:
+    """Albums whose answering process went away: (channel, chat, group, latest update id) of
+    parts all received before `older_than` — nobody is waiting to answer them any more."""
+    rows = session.execute(
+        select(
+            col(AlbumPart.channel),
+            col(AlbumPart.external_id),
+            col(AlbumPart.media_group_id),
+            func.max(col(AlbumPart.update_id)),
+        )
+        .group_by(col(AlbumPart.channel), col(AlbumPart.external_id), col(AlbumPart.media_group_id))
+        .having(func.max(col(AlbumPart.received_at)) < older_than)
+    ).all()
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]

@@ -17,6 +17,7 @@ from core.catalog import Catalog
 from core.conversation import (
     Conversation,
     Incoming,
+    IncomingFile,
     Reply,
     Submitted,
     SupplementRequest,
@@ -37,6 +38,7 @@ from storage.dossiers import (
 )
 from storage.media import MediaStore
 from storage.models import (
+    AlbumPart,
     ChannelIdentity,
     Citizen,
     DocumentFile,
@@ -242,3 +244,9 @@ def converse(
     identity.last_seen_at = now or utcnow()
     session.add(identity)
     return replies
+
+
+def album_incoming(parts: list[AlbumPart]) -> Incoming:
+    """The photos of an album, and its caption, as one input: the album gets one answer."""
+    caption = next((p.caption for p in parts if p.caption), "")
+    return Incoming(text=caption, files=tuple(IncomingFile(p.data) for p in parts))

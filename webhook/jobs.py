@@ -29,6 +29,8 @@ from bots.delivery import (
     deliver,
 )
 from storage.db import session_scope
+from storage.inbound import stale_albums, take_album
+from storage.intake import album_incoming, converse
 from storage.outbox import release, take_due
 from storage.reminders import PANEL, queue_reminders
 from webhook.runtime import Runtime, build_runtime
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "hcc-notices"
 REDIS_RETRY = timedelta(seconds=2)  # messages that could not be queued wait this long
+STALE_ALBUM = timedelta(seconds=30)  # an album unanswered this long lost its web process
 
 
 def make_senders(settings: Settings, throttle: Throttle) -> dict[str, Sender]:
@@ -103,7 +106,38 @@ class Dispatcher:
         now = now or datetime.now(UTC)
         runtime = self.runtime
         with session_scope(runtime.engine) as session:
-            return queue_reminders(session, runtime.catalog, runtime.calendar, now)
+            queued = queue_reminders(session, runtime.catalog, runtime.calendar, now)
+        self.answer_stale_albums(now)
+        return queued
+
+    def answer_stale_albums(self, now: datetime) -> int:
+        """Albums parked by a web process that died before answering: answer them here, so no
+        photo a citizen sent is silently dropped."""
+        runtime, sender = self.runtime, self.senders.get("telegram")
+        if sender is None:
+            return 0
+        with session_scope(runtime.engine) as session:
+            stale = stale_albums(session, now - STALE_ALBUM)
+        answered = 0
+        for channel, chat, group, last in stale:
+            with session_scope(runtime.engine) as session:
+                parts = take_album(session, channel, chat, group, last)
+                if parts is None:
+                    continue
+                replies = converse(
+                    session,
+                    channel=channel,
+                    external_id=chat,
+                    incoming=album_incoming(parts),
+                    catalog=runtime.catalog,
+                    calendar=runtime.calendar,
+                    media=runtime.media,
+                    public_base_url=runtime.settings.public_base_url,
+                )
+            for reply in replies:
+                sender.send(chat, reply)
+            answered += 1
+        return answered
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`: reminders every few minutes, due messages every second or so."""

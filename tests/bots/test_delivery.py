@@ -275,3 +275,35 @@ def test_the_embedded_mode_delivers_from_the_web_process_without_redis(
             time.sleep(0.05)
     assert len(messages(fake)) == 1
     runtime.engine.dispose()
+
+
+def test_an_album_left_by_a_dead_web_process_is_still_answered(
+    runtime: Runtime, dispatcher: Dispatcher, telegram: tuple[FakeTelegram, str]
+) -> None:
+    """Photos parked for an album whose process died before answering: the dispatcher's tick
+    runs the turn and answers the citizen, once."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func
+
+    from storage.inbound import park_album_part
+    from storage.models import AlbumPart
+    from tests import images
+
+    fake, _ = telegram
+    parked_at = datetime.now(UTC)
+    with session_scope(runtime.engine) as session:
+        for n in range(2):
+            park_album_part(session, channel="telegram", external_id=str(CHAT),
+                            media_group_id="lost-1", update_id=700 + n,
+                            data=images.good_jpeg(30 + n), caption="")  # fmt: skip
+    assert dispatcher.answer_stale_albums(parked_at + timedelta(seconds=5)) == 0  # still fresh
+    assert dispatcher.answer_stale_albums(parked_at + timedelta(minutes=1)) == 1
+    answers = messages(fake)
+    # At the menu, photos are read as a receipt's QR code: one turn, its replies.
+    assert answers and all(a["chat_id"] == str(CHAT) for a in answers)
+    assert "Không tìm thấy mã QR" in answers[0]["text"]
+    assert dispatcher.answer_stale_albums(parked_at + timedelta(minutes=2)) == 0  # once
+    assert len(messages(fake)) == len(answers)
+    with Session(runtime.engine) as session:
+        assert session.execute(select(func.count()).select_from(AlbumPart)).scalar_one() == 0
