@@ -88,13 +88,17 @@ def queue_counts(
     session: Session | Connection, agency_code: str, calendar: WorkingCalendar, now: datetime
 ) -> tuple[dict[str, int], str]:
     """How many dossiers wait in each queue, and a stamp that changes when any of them moves."""
+    return _counts_from_row(
+        session.execute(COUNTS_QUERY, _counts_params(agency_code, calendar, now)).one()
+    )
+
+
+def _counts_params(agency_code: str, calendar: WorkingCalendar, now: datetime) -> dict[str, Any]:
     today = to_local(now).date()
-    params = {
-        "agency": agency_code,
-        "today": today,
-        "tomorrow": calendar.add_working_days(today, 1),
-    }
-    row = session.execute(COUNTS_QUERY, params).one()
+    return {"agency": agency_code, "today": today, "tomorrow": calendar.add_working_days(today, 1)}
+
+
+def _counts_from_row(row: Any) -> tuple[dict[str, int], str]:
     counts = {name: int(value) for name, value in zip(_COUNTED, row[:7], strict=True)}
     latest, total = row[7], row[8]
     return counts, f"{latest.isoformat() if latest else '-'}/{total}"
@@ -324,9 +328,6 @@ async def read_inbox_async(
 ) -> Inbox:
     """`read_inbox` over a psycopg async pool (PostgreSQL): prepared statements, no ORM, no
     thread hop, the three reads side by side — the inbox is the page a desk reloads all day."""
-    today = to_local(now).date()
-    counted = {"agency": agency_code, "today": today,
-               "tomorrow": calendar.add_working_days(today, 1)}  # fmt: skip
     shape, params = _shape_and_params(agency_code, wanted, calendar, now)
 
     async def fetch(statement: Any, values: dict[str, Any]) -> list[Any]:
@@ -334,12 +335,11 @@ async def read_inbox_async(
             return await _fetch(connection, statement, values)
 
     [row], page, reminders = await asyncio.gather(
-        fetch(COUNTS_QUERY, counted),
+        fetch(COUNTS_QUERY, _counts_params(agency_code, calendar, now)),
         fetch(_page_statement(shape), params),
         fetch(REMINDERS_QUERY, {"agency": agency_code}),
     )
-    counts = {name: int(value) for name, value in zip(_COUNTED, row[:7], strict=True)}
-    stamp = f"{row[7].isoformat() if row[7] else '-'}/{row[8]}"
+    counts, stamp = _counts_from_row(row)
     rows, more = _page_rows(page)
     return Inbox(counts, stamp, rows, more, [Reminder(*r) for r in reminders])
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
+from core.conversation import RATING_REQUEST
 from storage.models import Citizen, Dossier, OutboxMessage
 
 MAX_ATTEMPTS = 8
@@ -32,7 +33,7 @@ BACKOFF_CAP = timedelta(hours=1)
 SMS = "sms"
 # A chat channel whose failure may fall back to SMS, and messages that make no sense by SMS.
 CHAT_CHANNELS = frozenset({"telegram", "zalo"})
-NOT_BY_SMS = frozenset({"notice.rating_request"})
+NOT_BY_SMS = frozenset({RATING_REQUEST})
 
 _OUTBOX: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
 

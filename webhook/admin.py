@@ -22,7 +22,6 @@ from starlette.datastructures import FormData
 
 from core.calendar import to_local
 from core.catalog import Text
-from core.conversation import RATING_REQUEST
 from core.dossier import (
     Action,
     Actor,
@@ -787,9 +786,7 @@ def deliveries_page(
         raise HTTPException(403, render("admin.error.forbidden", LANG))
     with Session(runtime.engine) as session:
         dead = _dead_letters(session, staff)
-    return _page(
-        request, "deliveries", staff, dead=dead, done=done, rating=RATING_REQUEST, to_local=to_local
-    )
+    return _page(request, "deliveries", staff, dead=dead, done=done, to_local=to_local)
 
 
 @router.post("/deliveries/{message_id}/retry")

@@ -102,7 +102,8 @@ class Dispatcher:
             return []
         return [Outcome("queued")] * len(ids)
 
-    def remind(self, now: datetime | None = None) -> int:
+    def tick(self, now: datetime | None = None) -> int:
+        """The slow beat (about once a minute): queue due reminders, rescue lost albums."""
         now = now or datetime.now(UTC)
         runtime = self.runtime
         with session_scope(runtime.engine) as session:
@@ -146,7 +147,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_reminders:
-                    self.remind()
+                    self.tick()
                     next_reminders = time.monotonic() + settings.reminder_interval_seconds
                 self.dispatch()
             except Exception:
@@ -212,7 +213,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     stop = threading.Event()
     dispatcher = Dispatcher(runtime, senders, queue)
     if burst:
-        dispatcher.remind()
+        dispatcher.tick()
         while dispatcher.dispatch():
             pass
     else:
