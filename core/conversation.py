@@ -9,8 +9,7 @@ lookups) goes through the `Backoffice` protocol, implemented over storage in `st
 from __future__ import annotations
 
 from collections.abc import Callable
-from copy import deepcopy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.catalog import Catalog, DocumentComponent, Procedure
@@ -112,13 +111,13 @@ class Conversation:
     offer: dict[str, str] = field(default_factory=dict)  # name and ID read from a CCCD photo
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The state as stored; it shares lists with the conversation, so serialise it at once."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Conversation:
-        # A deep copy: mutating the stored dict in place would hide the change from the database.
-        known = {k: deepcopy(v) for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """From freshly decoded JSON (the dialogue then owns and mutates what it holds)."""
+        return cls(**{k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__})
 
     def start_draft(self, procedure: str) -> None:
         self.procedure, self.agency, self.component, self.files = procedure, None, 0, {}

@@ -6,10 +6,11 @@ the core dialogue and saves the new state in the same transaction as anything it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, bindparam, select, update
 from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
@@ -46,20 +47,47 @@ from storage.models import (
     Feedback,
     Rating,
     ThreadMessage,
+    UTCDateTime,
     utcnow,
 )
 
 
-def identity_for(session: Session, channel: str, external_id: str) -> ChannelIdentity:
+@dataclass(frozen=True)
+class Identity:
+    """A citizen as one channel knows them (a Telegram chat, a Zalo user, a web-chat session)."""
+
+    id: int
+    citizen_id: int
+    channel: str
+    conversation: dict[str, Any]
+
+
+_identities = ChannelIdentity.__table__.c  # type: ignore[attr-defined]
+# Built once: every dialogue turn runs these two, and building a statement costs more than
+# running it on SQLite (bench/telegram_intake.py).
+_FIND_IDENTITY = select(_identities.id, _identities.citizen_id, _identities.conversation).where(
+    _identities.channel == bindparam("find_channel"),
+    _identities.external_id == bindparam("find_external_id"),
+)
+_SAVE_IDENTITY = (
+    update(ChannelIdentity.__table__)  # type: ignore[attr-defined]
+    .where(_identities.id == bindparam("identity_id"))
+    .values(
+        conversation=bindparam("new_conversation", type_=JSON),
+        language=bindparam("new_language"),
+        last_seen_at=bindparam("seen_at", type_=UTCDateTime),
+    )
+)
+
+
+def identity_for(session: Session, channel: str, external_id: str) -> Identity:
     """The citizen as this channel knows them; created (with an empty citizen) on first contact."""
-    identity = session.execute(
-        select(ChannelIdentity).where(
-            ChannelIdentity.channel == channel,  # type: ignore[arg-type]
-            ChannelIdentity.external_id == external_id,  # type: ignore[arg-type]
-        )
-    ).scalar_one_or_none()
-    if identity is not None:
-        return identity
+    connection = session.connection()
+    row = connection.execute(
+        _FIND_IDENTITY, {"find_channel": channel, "find_external_id": external_id}
+    ).first()
+    if row is not None:
+        return Identity(row.id, row.citizen_id, channel, row.conversation or {})
     citizen = Citizen()
     session.add(citizen)
     session.flush()
@@ -67,7 +95,8 @@ def identity_for(session: Session, channel: str, external_id: str) -> ChannelIde
     identity = ChannelIdentity(citizen_id=citizen.id, channel=channel, external_id=external_id)
     session.add(identity)
     session.flush()
-    return identity
+    assert identity.id is not None
+    return Identity(identity.id, citizen.id, channel, {})
 
 
 class StorageBackoffice:
@@ -76,7 +105,7 @@ class StorageBackoffice:
     def __init__(
         self,
         session: Session,
-        identity: ChannelIdentity,
+        identity: Identity,
         *,
         catalog: Catalog,
         calendar: WorkingCalendar,
@@ -239,10 +268,15 @@ def converse(
         now=now or utcnow(),
     )
     replies = handle(conversation, incoming, catalog=catalog, backoffice=backoffice)
-    identity.conversation = conversation.to_json()
-    identity.language = conversation.lang
-    identity.last_seen_at = now or utcnow()
-    session.add(identity)
+    session.connection().execute(
+        _SAVE_IDENTITY,
+        {
+            "identity_id": identity.id,
+            "new_conversation": conversation.to_json(),
+            "new_language": conversation.lang,
+            "seen_at": now or utcnow(),
+        },
+    )
     return replies
 
 

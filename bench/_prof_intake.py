@@ -1,0 +1,122 @@
+"""Citizen bot intake through the full webhook path, against a no-op endpoint in the same run.
+
+    .venv/bin/python -m bench.telegram_intake
+
+1. Text updates: secret check, replay guard, dialogue turn, database, replies to a fake Bot API
+   server (its own process on loopback). Target ≥ 0.3 × the no-op endpoint.
+2. One 12-megapixel JPEG photo: getFile, download, checks, storage, reply — median ms over
+   several photos (target ≤ 400 ms), and the web process's extra peak memory with 4 photos at
+   once (target ≤ 150 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.loadgen import free_port, hammer, serve
+from tests import images
+from tests.fakes.telegram import Updates
+
+TOKEN = "1000:BENCH"
+SECRET = "bench-secret"
+HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    (folder / "files").mkdir()
+    photo = images.jpeg(images.document_photo(4000, 3000))
+    (folder / "files" / "big.jpg").write_bytes(photo)
+    fake_port, app_port = free_port(), free_port()
+    fake_env = {"FAKE_TELEGRAM_TOKEN": TOKEN, "FAKE_TELEGRAM_FILES": str(folder / "files")}
+    app_env = {
+        "DATABASE_URL": args.database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
+        "MEDIA_DIR": str(folder / "media"),
+        "LOAD_DEMO_DATA": "false",
+        "TELEGRAM_CITIZEN_TOKEN": TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_API_BASE": f"http://127.0.0.1:{fake_port}",
+        "REDIS_URL": "",
+    }
+    from storage.migrate import upgrade
+
+    upgrade(app_env["DATABASE_URL"])
+    with (
+        serve("tests.fakes.telegram:app_from_env", fake_env, fake_port),
+        serve("bench.lookup:bench_app", app_env, app_port) as server,
+    ):
+        webhook = "/webhook/telegram/citizen"
+        chats = [Updates(chat_id=10_000 + i, first_update_id=i * 100_000) for i in range(500)]
+        warm = [json.dumps(c.text("/start")).encode() for c in chats]
+        hammer("127.0.0.1", app_port, [webhook], total=len(warm), concurrency=8, kind="warm",
+               headers=HEADERS, bodies=warm)  # fmt: skip
+        hammer("127.0.0.1", app_port, ["/bench/noop"], total=500, concurrency=8, kind="warm")
+        noop = hammer("127.0.0.1", app_port, ["/bench/noop"], total=500,
+                      concurrency=args.concurrency, kind="noop")  # fmt: skip
+        bodies = [json.dumps(chats[i % len(chats)].text("menu")).encode() for i in range(20000)]
+        text = hammer("127.0.0.1", app_port, [webhook], total=20000,
+                      concurrency=args.concurrency, kind="text", headers=HEADERS,
+                      bodies=bodies)  # fmt: skip
+        assert text.statuses == {200: args.requests}, text.statuses
+        ratio = text.rate / noop.rate
+        print(f"no-op endpoint      : {noop.rate:8.0f} req/s")
+        print(
+            f"text update webhook : {text.rate:8.0f} req/s  (median {text.median:.1f} ms)  "
+            f"ratio {ratio:.2f} (target ≥ 0.3) {'OK' if ratio >= 0.3 else 'BELOW TARGET'}"
+        )
+
+        # Photos: bring 12 chats to their first paper, then send a 12-MP photo from each.
+        photographers = [
+            Updates(chat_id=90_000 + i, first_update_id=(1000 + i) * 100_000) for i in range(12)
+        ]
+        for chat in photographers:
+            for update in (chat.text("/start ho-kinh-doanh"), chat.button("req:start"),
+                           chat.button("agency:000.20.01.H53"), chat.text("Nguyễn Văn An"),
+                           chat.contact("0912345678")):  # fmt: skip
+                hammer("127.0.0.1", app_port, [webhook], total=1, concurrency=1, kind="setup",
+                       headers=HEADERS, bodies=[json.dumps(update).encode()])  # fmt: skip
+        timings = []
+        for chat in photographers[:8]:
+            body = json.dumps(chat.photo("big", 4000, 3000)).encode()
+            began = time.perf_counter()
+            result = hammer("127.0.0.1", app_port, [webhook], total=1, concurrency=1, kind="photo",
+                   headers=HEADERS, bodies=[body])  # fmt: skip
+            timings.append((time.perf_counter() - began) * 1000)
+            assert result.statuses == {200: 1}, result.statuses
+        before = peak_rss_mb(server.pid)
+        batch = [json.dumps(c.photo("big", 4000, 3000)).encode() for c in photographers[8:]]
+        hammer("127.0.0.1", app_port, [webhook], total=4, concurrency=4, kind="photos",
+               headers=HEADERS, bodies=batch)  # fmt: skip
+        extra = peak_rss_mb(server.pid) - before
+        stored = len(list((folder / "media").rglob("*.jpg")))
+        print(f"photos stored       : {stored} distinct file(s)")
+        median = statistics.median(timings)
+        print(
+            f"12-MP photo         : median {median:.0f} ms (target ≤ 400) "
+            f"{'OK' if median <= 400 else 'ABOVE TARGET'}"
+        )
+        print(
+            f"4 photos at once    : +{extra:.0f} MB peak (target ≤ 150) "
+            f"{'OK' if extra <= 150 else 'ABOVE TARGET'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
