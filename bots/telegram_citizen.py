@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
-from aiogram import Bot, Dispatcher, F, Router
+from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
@@ -19,7 +20,7 @@ from aiogram.client.session.middlewares.base import (
 )
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import TelegramMethod
+from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
@@ -80,39 +81,34 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
     router = Router(name="citizen")
 
     @router.callback_query()
-    async def on_button(query: CallbackQuery, bot: Bot, event_update: Update) -> None:
+    async def on_button(query: CallbackQuery, bot: Bot, event_update: Update) -> SendMessage | None:
         await query.answer()
         if query.message is None or query.data is None:
-            return
+            return None
         incoming = Incoming(button=query.data)
-        await _turn(runtime, bot, event_update, query.message.chat.id, incoming)
+        return await _turn(runtime, bot, event_update, query.message.chat.id, incoming)
 
-    @router.message(F.contact)
-    async def on_contact(message: Message, bot: Bot, event_update: Update) -> None:
-        assert message.contact is not None
-        incoming = Incoming(phone=message.contact.phone_number)
-        await _turn(runtime, bot, event_update, message.chat.id, incoming)
-
-    @router.message(F.photo | F.document)
-    async def on_file(message: Message, bot: Bot, event_update: Update) -> None:
-        data = await _download(bot, message)
-        if data is None:
-            await bot.send_message(message.chat.id, render("chat.file_too_large_telegram"))
-            return
-        if message.media_group_id:  # one photo of an album: answer the album once, later
-            await _park(runtime, bot, event_update, message, data)
-            return
-        incoming = Incoming(text=message.caption or "", files=(IncomingFile(data),))
-        await _turn(runtime, bot, event_update, message.chat.id, incoming)
-
-    @router.message(F.text)
-    async def on_text(message: Message, bot: Bot, event_update: Update) -> None:
-        incoming = Incoming(text=message.text or "")
-        await _turn(runtime, bot, event_update, message.chat.id, incoming)
-
+    # One message handler, not one per content type: aiogram runs plain (non-async) filters
+    # such as F.text in a thread pool, a thread hop per filter per update.
     @router.message()
-    async def on_other(message: Message, bot: Bot, event_update: Update) -> None:
-        await _turn(runtime, bot, event_update, message.chat.id, Incoming(unsupported=True))
+    async def on_message(message: Message, bot: Bot, event_update: Update) -> SendMessage | None:
+        chat_id = message.chat.id
+        if message.contact is not None:
+            incoming = Incoming(phone=message.contact.phone_number)
+        elif message.photo or message.document:
+            data = await _download(bot, message)
+            if data is None:
+                await bot.send_message(chat_id, render("chat.file_too_large_telegram"))
+                return None
+            if message.media_group_id:  # one photo of an album: answer the album once, later
+                await _park(runtime, bot, event_update, message, data)
+                return None
+            incoming = Incoming(text=message.caption or "", files=(IncomingFile(data),))
+        elif message.text is not None:
+            incoming = Incoming(text=message.text)
+        else:
+            incoming = Incoming(unsupported=True)
+        return await _turn(runtime, bot, event_update, chat_id, incoming)
 
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
@@ -152,9 +148,14 @@ def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> l
     )
 
 
-async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming) -> None:
+async def _turn(
+    runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming
+) -> SendMessage | None:
     """One dialogue turn; the update id is recorded in the same transaction, so a redelivered
-    update is dropped and a turn that failed is retried whole when Telegram redelivers it."""
+    update is dropped and a turn that failed is retried whole when Telegram redelivers it.
+
+    A turn with a single text reply returns it as the webhook's answer (Telegram runs one method
+    given there: no extra request, the reply arrives sooner); other replies are sent in order."""
 
     def run() -> list[Reply]:
         with session_scope(runtime.engine) as session:
@@ -163,7 +164,26 @@ async def _turn(runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: 
             return _converse(runtime, session, chat_id, incoming)
 
     replies = await anyio.to_thread.run_sync(run)
+    # Not while earlier replies to this chat are still being sent: the answer would overtake them.
+    if len(replies) == 1 and replies[0].image_png is None and chat_id not in _chat_locks:
+        return SendMessage(
+            chat_id=chat_id, text=replies[0].text[:4096], reply_markup=_markup(replies[0])
+        )
     await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
+    return None
+
+
+def webhook_answer(bot: Bot, method: TelegramMethod[Any]) -> bytes:
+    """A method as the webhook's answer, form-encoded as aiogram encodes its own requests."""
+    files: dict[str, Any] = {}
+    fields = {"method": method.__api_method__}
+    for key, value in method.model_dump(warnings=False).items():
+        prepared = bot.session.prepare_value(value, bot=bot, files=files)
+        if prepared is not None:
+            fields[key] = prepared
+    if files:
+        raise ValueError("a webhook answer cannot upload files")
+    return urlencode(fields).encode()
 
 
 ALBUM_WAIT = 1.0  # seconds without a new photo of the album before it is answered
@@ -237,27 +257,32 @@ async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update
     await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
 
 
-async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
-    markup: Any = None
+def _markup(reply: Reply) -> Any:
+    """The reply's keyboard; with none, any earlier reply keyboard (share phone) is removed."""
     if reply.ask_contact:
-        markup = ReplyKeyboardMarkup(
+        return ReplyKeyboardMarkup(
             keyboard=[[KeyboardButton(text=render("chat.share_phone"), request_contact=True)]],
             resize_keyboard=True,
             one_time_keyboard=True,
         )
-    elif reply.buttons:
-        markup = InlineKeyboardMarkup(
+    if reply.buttons:
+        return InlineKeyboardMarkup(
             inline_keyboard=[
                 [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row]
                 for row in reply.buttons
             ]
         )
+    return ReplyKeyboardRemove()
+
+
+async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
+    markup = _markup(reply)
     if reply.image_png is not None:
         photo = BufferedInputFile(reply.image_png, filename="qr.png")
+        if isinstance(markup, ReplyKeyboardRemove):
+            markup = None
         await bot.send_photo(chat_id, photo, caption=reply.text[:1024], reply_markup=markup)
         return
-    if markup is None:
-        markup = ReplyKeyboardRemove()
     await bot.send_message(chat_id, reply.text[:4096], reply_markup=markup)
 
 

@@ -6,15 +6,16 @@ import hmac
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from webhook.app import RuntimeDep
 
 router = APIRouter()
+FORM = "application/x-www-form-urlencoded"
 
 
 @router.post("/webhook/telegram/citizen")
-async def telegram_citizen(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def telegram_citizen(request: Request, runtime: RuntimeDep) -> Response:
     bot, dispatcher = request.app.state.citizen_bot, request.app.state.citizen_dispatcher
     secret = runtime.settings.telegram_webhook_secret
     if bot is None or secret is None:
@@ -27,5 +28,9 @@ async def telegram_citizen(request: Request, runtime: RuntimeDep) -> JSONRespons
         int(update["update_id"])
     except (ValueError, KeyError, TypeError):
         return JSONResponse({"error": "malformed_update"}, status_code=400)
-    await dispatcher.feed_webhook_update(bot, update)
+    from bots.telegram_citizen import webhook_answer  # aiogram loads only with a bot configured
+
+    answer = await dispatcher.feed_webhook_update(bot, update)
+    if answer is not None:  # Telegram runs this method as if we had called it
+        return Response(webhook_answer(bot, answer), media_type=FORM)
     return JSONResponse({"ok": True})

@@ -25,20 +25,18 @@ TOKEN, SECRET = TELEGRAM_TOKEN, TELEGRAM_SECRET
 
 
 @pytest.fixture
-def client(telegram_settings: Settings) -> Iterator[TestClient]:
+def client(telegram_settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[TestClient]:
     app = create_app(telegram_settings)
+    app.state.fake_telegram = telegram[0]  # for `post`: Telegram runs the webhook's answer
     with TestClient(app) as test_client:
         yield test_client
     app.state.runtime.engine.dispose()
 
 
 def post(client: TestClient, update: dict[str, Any], secret: str = SECRET) -> int:
-    response = client.post(
-        "/webhook/telegram/citizen",
-        json=update,
-        headers={"X-Telegram-Bot-Api-Secret-Token": secret},
-    )
-    return response.status_code
+    """Deliver an update as Telegram does (the method in the webhook's answer runs too)."""
+    fake: FakeTelegram = client.app.state.fake_telegram  # type: ignore[attr-defined]
+    return fake.deliver(client, "/webhook/telegram/citizen", update, secret).status_code
 
 
 def last_text(fake: FakeTelegram) -> str:
@@ -251,6 +249,7 @@ def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
     fake, _ = telegram
     configured = telegram_settings.model_copy(update={"telegram_reply_budget_seconds": 0.5})
     app = create_app(configured)
+    app.state.fake_telegram = fake
     with TestClient(app) as client:
         fake.hold.clear()  # the Bot API does not answer
         started = time.monotonic()
@@ -262,4 +261,49 @@ def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
         while not fake.delivered and time.time() < deadline:
             time.sleep(0.05)
         assert "Xin chào" in fake.delivered[0].params["text"]  # the reply went on afterwards
+    app.state.runtime.engine.dispose()
+
+
+def test_a_single_text_reply_rides_on_the_webhook_answer(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    post(client, chat.text("/start"))
+    calls = len(fake.calls)
+    response = client.post(
+        "/webhook/telegram/citizen",
+        json=chat.text("ho kinh doanh"),
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
+    assert len(fake.calls) == calls  # no request of ours reached the Bot API
+    fake.run_webhook_answer(response.headers["content-type"], response.content)
+    [answer] = fake.calls[calls:]
+    assert answer.method == "sendMessage"
+    assert int(answer.params["chat_id"]) == chat.chat_id
+    assert "Giấy tờ cần chụp" in answer.params["text"]
+    assert answer.params["reply_markup"]["inline_keyboard"]
+
+
+def test_replies_keep_their_order_when_the_bot_api_is_slow(
+    telegram_settings: Settings, telegram: tuple[FakeTelegram, str]
+) -> None:
+    """The next turn's reply does not ride on the webhook answer past replies still queued."""
+    fake, _ = telegram
+    configured = telegram_settings.model_copy(update={"telegram_reply_budget_seconds": 0.3})
+    app = create_app(configured)
+    app.state.fake_telegram = fake
+    chat = Updates()
+    with TestClient(app) as client:
+        fake.hold.clear()
+        assert post(client, chat.text("/start")) == 200  # its replies wait for the Bot API
+        assert post(client, chat.text("ho kinh doanh")) == 200
+        assert fake.calls == []
+        fake.hold.set()
+        deadline = time.time() + 10
+        while len(fake.delivered) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        texts = [str(c.params["text"]) for c in fake.delivered]
+        assert "Xin chào" in texts[0]
+        assert "Giấy tờ cần chụp" in texts[-1]
     app.state.runtime.engine.dispose()

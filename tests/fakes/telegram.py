@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -59,6 +61,33 @@ class FakeTelegram:
 
     def add_file(self, file_id: str, content: bytes, path: str | None = None) -> None:
         self.files[file_id] = (path or f"photos/{file_id}.jpg", content)
+
+    def deliver(
+        self, client: httpx.Client, url: str, update: dict[str, Any], secret: str = TELEGRAM_SECRET
+    ) -> httpx.Response:
+        """POST an update to a webhook as Telegram does, then run the method its answer gives."""
+        response = client.post(
+            url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+        )
+        if response.status_code == 200:
+            self.run_webhook_answer(response.headers.get("content-type", ""), response.content)
+        return response
+
+    def run_webhook_answer(self, content_type: str, body: bytes) -> None:
+        """A webhook may answer with one method; Telegram runs it and reports nothing back."""
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            params = {k: _maybe_json(v) for k, v in parse_qsl(body.decode())}
+        elif content_type.startswith("application/json") and body:
+            params = json.loads(body)
+        else:
+            return
+        method = params.pop("method", None)
+        if not isinstance(method, str):
+            return
+        call = Call(method, params)
+        self.calls.append(call)
+        if method.startswith("send") and int(params.get("chat_id", 0)) not in self.blocked:
+            self.delivered.append(call)
 
     def sent(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]

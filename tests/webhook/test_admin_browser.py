@@ -47,12 +47,8 @@ class Citizen:
         self.photos = 0
 
     def send(self, update: dict[str, Any]) -> None:
-        response = httpx.post(
-            f"{self.base}/webhook/telegram/citizen",
-            json=update,
-            timeout=30,
-            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-        )
+        with httpx.Client(timeout=30) as client:
+            response = self.fake.deliver(client, f"{self.base}/webhook/telegram/citizen", update)
         assert response.status_code == 200
 
     def photo(self) -> None:
