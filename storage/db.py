@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_SQLITE_WRITERS: dict[Engine, threading.RLock] = {}
+
+
+def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """SQLite lets one transaction write at a time, and a waiting connection polls in sleeps of
+    up to 100 ms; units of work of one process queue on a lock instead (bench/telegram_intake.py
+    measured the sleeps as the limit). PostgreSQL needs no such thing."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        lock = _SQLITE_WRITERS.setdefault(engine, threading.RLock())
+    return lock
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _writer_lock(engine), Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
