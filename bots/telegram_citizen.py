@@ -110,7 +110,7 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
             incoming = Incoming(unsupported=True)
         return await _turn(runtime, bot, event_update, chat_id, incoming)
 
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(disable_fsm=True)  # the dialogue keeps its own state (storage)
     dispatcher.include_router(router)
     return dispatcher
 
@@ -177,8 +177,8 @@ def webhook_answer(bot: Bot, method: TelegramMethod[Any]) -> bytes:
     """A method as the webhook's answer, form-encoded as aiogram encodes its own requests."""
     files: dict[str, Any] = {}
     fields = {"method": method.__api_method__}
-    for key, value in method.model_dump(warnings=False).items():
-        prepared = bot.session.prepare_value(value, bot=bot, files=files)
+    for key in method.model_fields_set:  # the fields given; the rest are Telegram's defaults
+        prepared = bot.session.prepare_value(getattr(method, key), bot=bot, files=files)
         if prepared is not None:
             fields[key] = prepared
     if files:

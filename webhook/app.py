@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.templating import Jinja2Templates
-from sqlmodel import Session
 
 from core.messages import render
 from core.notices import render_notice
@@ -70,14 +69,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a thread, a hop per request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    with Session(runtime.engine, expire_on_commit=False) as session:
-        yield session
 
 
 def wake_delivery(request: Request) -> None:
@@ -88,4 +83,3 @@ def wake_delivery(request: Request) -> None:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SessionDep = Annotated[Session, Depends(get_session)]
