@@ -25,6 +25,7 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     statuses: dict[int, int]
+    bodies: list[bytes] | None = None  # the response bodies, when asked to keep them
 
     @property
     def rate(self) -> float:
@@ -73,7 +74,9 @@ async def _worker(
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        await reader.readexactly(length)
+        body = await reader.readexactly(length)
+        if result.bodies is not None:
+            result.bodies.append(body)
         result.latencies_ms.append((time.perf_counter() - began) * 1000)
         status = int(status_line.split()[1])
         result.statuses[status] = result.statuses.get(status, 0) + 1
@@ -91,10 +94,11 @@ def hammer(
     kind: str,
     headers: dict[str, str] | None = None,
     bodies: Sequence[bytes] | None = None,
+    keep_bodies: bool = False,
 ) -> Result:
     """Send `total` requests over `concurrency` keep-alive connections, cycling through `paths`
     (GET, or POST of `bodies[i]` as JSON when bodies are given)."""
-    result = Result(kind, total, 0.0, [], {})
+    result = Result(kind, total, 0.0, [], {}, [] if keep_bodies else None)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
 
     async def run() -> None:

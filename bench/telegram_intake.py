@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.telegram_intake
 
-1. Text updates: secret check, replay guard, dialogue turn, database, replies to a fake Bot API
-   server (its own process on loopback). Target ≥ 0.3 × the no-op endpoint.
+1. Text updates: secret check, replay guard, dialogue turn, database, and the reply — in the
+   webhook's answer when it is a single text (Telegram runs it), otherwise to a fake Bot API
+   server (its own process on loopback). In 5 rounds interleaved with the no-op endpoint.
+   Target ≥ 0.3 × the no-op endpoint. Every update must get its reply.
 2. One 12-megapixel JPEG photo: getFile, download, checks, storage, reply — median ms over
    several photos (target ≤ 400 ms), and the web process's extra peak memory with 4 photos at
    once (target ≤ 150 MB).
@@ -17,8 +19,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
+from urllib.request import urlopen
 
-from bench.loadgen import free_port, hammer, serve
+from bench.loadgen import Result, free_port, hammer, serve
 from tests import images
 from tests.fakes.telegram import Updates
 
@@ -32,6 +36,25 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+ROUNDS = 5
+
+
+def add(total: Result, part: Result) -> None:
+    total.requests += part.requests
+    total.seconds += part.seconds
+    total.latencies_ms += part.latencies_ms
+    for status, count in part.statuses.items():
+        total.statuses[status] = total.statuses.get(status, 0) + count
+    if total.bodies is not None:
+        total.bodies += part.bodies or []
+
+
+def delivered(fake_port: int) -> list[int]:
+    """Chat ids of the messages the fake Bot API has delivered so far."""
+    with urlopen(f"http://127.0.0.1:{fake_port}/_delivered") as response:
+        return list(json.load(response))
 
 
 def main() -> None:
@@ -68,21 +91,36 @@ def main() -> None:
         hammer("127.0.0.1", app_port, [webhook], total=len(warm), concurrency=8, kind="warm",
                headers=HEADERS, bodies=warm)  # fmt: skip
         hammer("127.0.0.1", app_port, ["/bench/noop"], total=500, concurrency=8, kind="warm")
-        noop = hammer("127.0.0.1", app_port, ["/bench/noop"], total=args.requests,
-                      concurrency=args.concurrency, kind="noop")  # fmt: skip
         bodies = [
             json.dumps(chats[i % len(chats)].text("menu")).encode() for i in range(args.requests)
         ]
-        text = hammer("127.0.0.1", app_port, [webhook], total=args.requests,
-                      concurrency=args.concurrency, kind="text", headers=HEADERS,
-                      bodies=bodies)  # fmt: skip
-        assert text.statuses == {200: args.requests}, text.statuses
+        sent_before = len(delivered(fake_port))
+        per_round = args.requests // ROUNDS
+        noop = Result("noop", 0, 0.0, [], {})
+        text = Result("text", 0, 0.0, [], {}, [])
+        for n in range(ROUNDS):  # interleaved: both see the same moment of a shared machine
+            add(noop, hammer("127.0.0.1", app_port, ["/bench/noop"], total=per_round,
+                             concurrency=args.concurrency, kind="noop"))  # fmt: skip
+            add(text, hammer("127.0.0.1", app_port, [webhook], total=per_round,
+                             concurrency=args.concurrency, kind="text", headers=HEADERS,
+                             bodies=bodies[n * per_round : (n + 1) * per_round],
+                             keep_bodies=True))  # fmt: skip
+        assert text.statuses == {200: text.requests}, text.statuses
+        answered = [parse_qs(b.decode()) for b in text.bodies or []]
+        in_answers = sum(1 for a in answered if a.get("method") == ["sendMessage"])
+        by_bot_api = len(delivered(fake_port)) - sent_before
         ratio = text.rate / noop.rate
         print(f"no-op endpoint      : {noop.rate:8.0f} req/s")
         print(
             f"text update webhook : {text.rate:8.0f} req/s  (median {text.median:.1f} ms)  "
             f"ratio {ratio:.2f} (target ≥ 0.3) {'OK' if ratio >= 0.3 else 'BELOW TARGET'}"
         )
+        print(
+            f"replies             : {in_answers} in the webhook answer, "
+            f"{by_bot_api} by the Bot API, "
+            f"for {text.requests} updates"
+        )
+        assert in_answers + by_bot_api >= text.requests, "an update went unanswered"
 
         # Photos: bring 12 chats to their first paper, then send a 12-MP photo from each.
         photographers = [

@@ -37,7 +37,7 @@ from aiogram.types import (
 from core.conversation import Incoming, IncomingFile, Reply
 from core.documents import MAX_BYTES
 from core.messages import render
-from storage.db import session_scope
+from storage.db import run_db, session_scope
 from storage.inbound import first_delivery, park_album_part, take_album
 from storage.intake import album_incoming, converse
 
@@ -163,7 +163,7 @@ async def _turn(
                 return []
             return _converse(runtime, session, chat_id, incoming)
 
-    replies = await anyio.to_thread.run_sync(run)
+    replies = await run_db(runtime.engine, run, quick=not incoming.files)
     # Not while earlier replies to this chat are still being sent: the answer would overtake them.
     if len(replies) == 1 and replies[0].image_png is None and chat_id not in _chat_locks:
         return SendMessage(

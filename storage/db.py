@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
@@ -71,6 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+T = TypeVar("T")
 _SQLITE_WRITERS: dict[Engine, threading.RLock] = {}
 
 
@@ -84,6 +86,16 @@ def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
     if lock is None:
         lock = _SQLITE_WRITERS.setdefault(engine, threading.RLock())
     return lock
+
+
+async def run_db(engine: Engine, work: Callable[[], T], *, quick: bool) -> T:
+    """Database work called from async code. On SQLite a quick unit (a few statements, no image
+    work) runs right on the event loop: the thread hop cost more than the work (measured by
+    bench/telegram_intake.py) and SQLite runs one writer at a time anyway. Anything else, and
+    everything on PostgreSQL, runs in a worker thread so the loop keeps serving."""
+    if quick and engine.dialect.name == "sqlite":
+        return work()
+    return await anyio.to_thread.run_sync(work)
 
 
 @contextmanager
