@@ -19,7 +19,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs
 from urllib.request import urlopen
 
 from bench.loadgen import Result, free_port, hammer, serve
@@ -106,8 +105,8 @@ def main() -> None:
                              bodies=bodies[n * per_round : (n + 1) * per_round],
                              keep_bodies=True))  # fmt: skip
         assert text.statuses == {200: text.requests}, text.statuses
-        answered = [parse_qs(b.decode()) for b in text.bodies or []]
-        in_answers = sum(1 for a in answered if a.get("method") == ["sendMessage"])
+        answered = [json.loads(b) for b in text.bodies or []]
+        in_answers = sum(1 for a in answered if a.get("method") == "sendMessage")
         by_bot_api = len(delivered(fake_port)) - sent_before
         ratio = text.rate / noop.rate
         print(f"no-op endpoint      : {noop.rate:8.0f} req/s")

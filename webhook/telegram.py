@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse, Response
 from webhook.app import RuntimeDep
 
 router = APIRouter()
-FORM = "application/x-www-form-urlencoded"
 
 
 @router.post("/webhook/telegram/citizen")
@@ -32,5 +31,5 @@ async def telegram_citizen(request: Request, runtime: RuntimeDep) -> Response:
 
     answer = await dispatcher.feed_webhook_update(bot, update)
     if answer is not None:  # Telegram runs this method as if we had called it
-        return Response(webhook_answer(bot, answer), media_type=FORM)
+        return Response(webhook_answer(answer), media_type="application/json")
     return JSONResponse({"ok": True})
