@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps, ImageStat
@@ -18,6 +20,8 @@ MAX_PIXELS = 50_000_000  # well above a 48-megapixel phone photo; anything large
 MIN_BRIGHTNESS = 40.0  # mean luminance 0–255
 MIN_SHARPNESS = 4.0  # Laplacian spread at 1000 px: a sharp page ~45, a nearly blank one ~5
 JPEG_QUALITY = 88
+QUALITY_SIDE = 1000  # brightness and sharpness are judged on a copy this size
+_ORIENTATION = 0x0112  # the EXIF tag saying how the camera was held
 
 
 @dataclass(frozen=True)
@@ -64,36 +68,60 @@ def check_document(
 def open_image(data: bytes) -> Image.Image:
     """A real photo or scan, fully decoded and upright; `DocumentProblem` for anything else
     (not an image, too many pixels, a decompression bomb)."""
+    with _decoding():
+        image = _open(data)
+        image.load()
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image's header only: format and size are known, nothing is decoded yet."""
     if len(data) > MAX_BYTES:
         raise DocumentProblem("too_large", limit_mb=MAX_BYTES // (1024 * 1024))
+    image = Image.open(io.BytesIO(data))
+    if image.format not in ("JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"):
+        raise DocumentProblem("not_a_document")
+    if image.width * image.height > MAX_PIXELS:
+        raise DocumentProblem("too_many_pixels")
+    return image
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Pillow's many errors for broken, hostile or non-image bytes, as `DocumentProblem`s."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ("JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"):
-                raise DocumentProblem("not_a_document")
-            if image.width * image.height > MAX_PIXELS:
-                raise DocumentProblem("too_many_pixels")
-            image.load()
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DocumentProblem("too_many_pixels") from None
     except DocumentProblem:
         raise
-    except Exception:  # Pillow raises many kinds for broken or non-image bytes
+    except Exception:
         raise DocumentProblem("not_a_document") from None
-    return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def _check_image(data: bytes) -> CheckedDocument:
+    """An upright JPEG as it came (minus its metadata) is kept byte for byte and checked on a
+    reduced decode: a 12-MP photo then costs a few MB, not a full decode and a re-encode.
+    Anything else is decoded in full, turned upright and stored as a new JPEG."""
+    with _decoding():
+        image = _open(data)
+        width, height = image.size
+        if min(width, height) < MIN_SHORT_SIDE:
+            raise DocumentProblem("too_small", pixels=min(width, height), minimum=MIN_SHORT_SIDE)
+        if image.format == "JPEG" and image.getexif().get(_ORIENTATION, 1) == 1:
+            image.draft("L", (QUALITY_SIDE, QUALITY_SIDE))  # libjpeg scales while decoding
+            image.load()
+            brightness, sharpness = image_quality(image)
+            _judge(brightness, sharpness)
+            stored = without_metadata(data)
+            return CheckedDocument(
+                stored, "image/jpeg", "image", width, height, brightness, sharpness
+            )
     upright = open_image(data)
-    short_side = min(upright.size)
-    if short_side < MIN_SHORT_SIDE:
-        raise DocumentProblem("too_small", pixels=short_side, minimum=MIN_SHORT_SIDE)
     brightness, sharpness = image_quality(upright)
-    if brightness < MIN_BRIGHTNESS:
-        raise DocumentProblem("too_dark")
-    if sharpness < MIN_SHARPNESS:
-        raise DocumentProblem("too_blurry")
+    _judge(brightness, sharpness)
     out = io.BytesIO()
     upright.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return CheckedDocument(
@@ -101,10 +129,45 @@ def _check_image(data: bytes) -> CheckedDocument:
     )
 
 
+def _judge(brightness: float, sharpness: float) -> None:
+    if brightness < MIN_BRIGHTNESS:
+        raise DocumentProblem("too_dark")
+    if sharpness < MIN_SHARPNESS:
+        raise DocumentProblem("too_blurry")
+
+
+# JPEG segments that describe the photo rather than draw it: EXIF (place, time, camera), XMP,
+# IPTC, other makers' blocks and comments. Kept: JFIF (APP0), an ICC profile (APP2), Adobe
+# colour information (APP14) and everything that decodes the image.
+_KEEP_APP = {0xE0: b"", 0xE2: b"ICC_PROFILE", 0xEE: b"Adobe"}
+
+
+def without_metadata(jpeg: bytes) -> bytes:
+    """The JPEG with its metadata segments removed and its image data untouched: where and with
+    what a citizen took a photo is not part of their dossier."""
+    out, i = bytearray(jpeg[:2]), 2
+    while i + 4 <= len(jpeg):
+        if jpeg[i] != 0xFF:
+            raise DocumentProblem("not_a_document")
+        marker = jpeg[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is the image itself
+            return bytes(out + jpeg[i:])
+        end = i + 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
+        is_metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
+        keep_as = _KEEP_APP.get(marker)
+        if not is_metadata or (keep_as is not None and jpeg[i + 4 : end].startswith(keep_as)):
+            out += jpeg[i:end]
+        i = end
+    raise DocumentProblem("not_a_document")
+
+
 def image_quality(image: Image.Image) -> tuple[float, float]:
     """(brightness, sharpness) on a 1000-px greyscale copy: cheap enough for 12-MP photos."""
     grey = image.convert("L")
-    grey.thumbnail((1000, 1000))
+    grey.thumbnail((QUALITY_SIDE, QUALITY_SIDE))
     brightness = ImageStat.Stat(grey).mean[0]
     # Variance-of-Laplacian focus measure; the border is cropped so frame edges do not count.
     edges = grey.filter(_LAPLACIAN).crop((2, 2, grey.width - 2, grey.height - 2))

@@ -80,8 +80,10 @@ def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
     """SQLite lets one transaction write at a time, and a waiting connection polls in sleeps of
     up to 100 ms; units of work of one process queue on a lock instead (bench/telegram_intake.py
     measured the sleeps as the limit). PostgreSQL needs no such thing."""
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
+    return _sqlite_writer(engine) if engine.dialect.name == "sqlite" else nullcontext()
+
+
+def _sqlite_writer(engine: Engine) -> threading.RLock:
     lock = _SQLITE_WRITERS.get(engine)
     if lock is None:
         lock = _SQLITE_WRITERS.setdefault(engine, threading.RLock())
@@ -92,9 +94,15 @@ async def run_db(engine: Engine, work: Callable[[], T], *, quick: bool) -> T:
     """Database work called from async code. On SQLite a quick unit (a few statements, no image
     work) runs right on the event loop: the thread hop cost more than the work (measured by
     bench/telegram_intake.py) and SQLite runs one writer at a time anyway. Anything else, and
-    everything on PostgreSQL, runs in a worker thread so the loop keeps serving."""
+    everything on PostgreSQL, runs in a worker thread so the loop keeps serving — as does a quick
+    unit while another one (a photo being checked) holds SQLite's writer lock."""
     if quick and engine.dialect.name == "sqlite":
-        return work()
+        writer = _sqlite_writer(engine)
+        if writer.acquire(blocking=False):
+            try:
+                return work()
+            finally:
+                writer.release()
     return await anyio.to_thread.run_sync(work)
 
 

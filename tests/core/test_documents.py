@@ -49,3 +49,33 @@ def test_bad_files_are_refused_with_the_reason(data: bytes, reason: str) -> None
     with pytest.raises(DocumentProblem) as raised:
         check_document(data)
     assert raised.value.reason == reason
+
+
+def test_location_and_camera_details_are_removed_and_the_picture_kept() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (11.0, 18.0, 36.0)}  # GPS: latitude of Tây Ninh
+    original = images.jpeg(images.document_photo(), exif=exif.tobytes(), comment=b"home")
+    assert Image.open(io.BytesIO(original)).getexif()  # the camera wrote them
+
+    checked = check_document(original)
+    stored = Image.open(io.BytesIO(checked.data))
+    assert not stored.getexif()
+    assert "comment" not in stored.info
+    assert stored.tobytes() == Image.open(io.BytesIO(original)).tobytes()  # not re-encoded
+    assert len(checked.data) < len(original)
+
+
+def test_a_png_scan_is_stored_as_jpeg() -> None:
+    out = io.BytesIO()
+    images.document_photo().save(out, "PNG")
+    checked = check_document(out.getvalue())
+    assert Image.open(io.BytesIO(checked.data)).format == "JPEG"
+    assert (checked.width, checked.height) == (1200, 1600)
+
+
+def test_a_photo_cut_short_in_transfer_is_refused() -> None:
+    whole = images.good_jpeg()
+    with pytest.raises(DocumentProblem) as raised:
+        check_document(whole[: len(whole) // 2])
+    assert raised.value.reason == "not_a_document"
