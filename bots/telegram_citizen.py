@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 import anyio
@@ -36,7 +37,7 @@ from aiogram.types import (
 )
 from pydantic import BaseModel
 
-from core.conversation import Incoming, IncomingFile, Reply
+from core.conversation import Button, Incoming, IncomingFile, Reply
 from core.documents import MAX_BYTES
 from core.messages import render
 from storage.db import run_db, session_scope
@@ -175,6 +176,17 @@ async def _turn(
     return None
 
 
+def read_update(bot: Bot, body: bytes) -> Update:
+    """The update Telegram posted, parsed once; ValueError when the body is not one."""
+    return Update.model_validate_json(body, context={"bot": bot})
+
+
+async def handle_update(bot: Bot, dispatcher: Dispatcher, update: Update) -> bytes | None:
+    """Run one update; the webhook's JSON answer when the turn gives one."""
+    answer = await dispatcher.feed_update(bot, update)
+    return webhook_answer(answer) if isinstance(answer, TelegramMethod) else None
+
+
 def webhook_answer(method: TelegramMethod[Any]) -> bytes:
     """A method as the webhook's JSON answer: its name and the fields given (no file uploads)."""
     fields: dict[str, Any] = {"method": method.__api_method__}
@@ -268,13 +280,18 @@ def _markup(reply: Reply) -> Any:
             one_time_keyboard=True,
         )
     if reply.buttons:
-        return InlineKeyboardMarkup(
-            inline_keyboard=[
-                [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row]
-                for row in reply.buttons
-            ]
-        )
+        return _inline_keyboard(reply.buttons)
     return ReplyKeyboardRemove()
+
+
+@lru_cache(maxsize=512)
+def _inline_keyboard(rows: tuple[tuple[Button, ...], ...]) -> InlineKeyboardMarkup:
+    """Built once per distinct keyboard (the menus repeat): a keyboard is a dozen models."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row] for row in rows
+        ]
+    )
 
 
 async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,14 +21,13 @@ async def telegram_citizen(request: Request, runtime: RuntimeDep) -> Response:
     given = request.headers.get("x-telegram-bot-api-secret-token", "")
     if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
         return JSONResponse({"error": "bad_secret"}, status_code=401)
-    try:
-        update = json.loads(await request.body())
-        int(update["update_id"])
-    except (ValueError, KeyError, TypeError):
-        return JSONResponse({"error": "malformed_update"}, status_code=400)
-    from bots.telegram_citizen import webhook_answer  # aiogram loads only with a bot configured
+    from bots.telegram_citizen import handle_update, read_update  # aiogram: only with a bot
 
-    answer = await dispatcher.feed_webhook_update(bot, update)
+    try:
+        update = read_update(bot, await request.body())
+    except ValueError:  # not JSON, or not an update (pydantic's errors are ValueErrors)
+        return JSONResponse({"error": "malformed_update"}, status_code=400)
+    answer = await handle_update(bot, dispatcher, update)
     if answer is not None:  # Telegram runs this method as if we had called it
-        return Response(webhook_answer(answer), media_type="application/json")
+        return Response(answer, media_type="application/json")
     return JSONResponse({"ok": True})

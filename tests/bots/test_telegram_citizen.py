@@ -126,10 +126,15 @@ def test_forged_secret_is_refused_and_stores_nothing(
     assert count(client, InboundEvent) == 0
 
 
-def test_malformed_update_is_refused(client: TestClient) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"message": {"text": "hi"}}', b'{"update_id": 7, "message": {"text": "hi"}}'],
+    ids=["not-json", "no-update-id", "message-without-chat"],
+)
+def test_malformed_update_is_refused(client: TestClient, body: bytes) -> None:
     response = client.post(
         "/webhook/telegram/citizen",
-        content=b"{not json",
+        content=body,
         headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
     )
     assert response.status_code == 400
