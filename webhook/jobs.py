@@ -40,6 +40,9 @@ from webhook.webchat import CHANNEL as WEB_CHAT
 log = logging.getLogger(__name__)
 
 QUEUE = "hcc-notices"
+# Messages per rq job. rq's own bookkeeping costs more than sending one message (bench/notify.py),
+# so a burst goes out in jobs of several; when few are due, each job carries what there is.
+JOB_BATCH = 10
 REDIS_RETRY = timedelta(seconds=2)  # messages that could not be queued wait this long
 STALE_ALBUM = timedelta(seconds=30)  # an album unanswered this long lost its web process
 
@@ -88,11 +91,12 @@ class Dispatcher:
                 deliver(self.runtime.engine, self.senders, i, lease=self.lease, now=now)
                 for i in ids
             ]
+        batches = [tuple(ids[i : i + JOB_BATCH]) for i in range(0, len(ids), JOB_BATCH)]
         try:
             self.queue.enqueue_many(
                 [
-                    self.queue.prepare_data(deliver_job, (i,), result_ttl=0, failure_ttl=86400)
-                    for i in ids
+                    self.queue.prepare_data(deliver_job, batch, result_ttl=0, failure_ttl=86400)
+                    for batch in batches
                 ]
             )
         except Exception as error:  # Redis down: the messages wait in the outbox
@@ -191,11 +195,13 @@ def _context(settings: Settings | None = None) -> tuple[Runtime, dict[str, Sende
     return _worker_context
 
 
-def deliver_job(message_id: int) -> str:
-    """rq job: deliver one outbox message (safe to run twice: the claim decides)."""
+def deliver_job(*message_ids: int) -> list[str]:
+    """rq job: deliver outbox messages one after another (safe to run twice: each message's
+    claim decides). A message left unclaimed by a worker that died waits out its lease and is
+    dispatched again."""
     runtime, senders = _context()
     lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
-    return deliver(runtime.engine, senders, message_id, lease=lease).state
+    return [deliver(runtime.engine, senders, i, lease=lease).state for i in message_ids]
 
 
 def run_worker(settings: Settings, burst: bool = False) -> None:

@@ -28,6 +28,7 @@ from storage.models import OutboxMessage
 from tests.conftest import unavailable
 from tests.dossiers import act, citizen_dossier
 from tests.fakes.telegram import TELEGRAM_TOKEN, FakeTelegram
+from webhook.jobs import JOB_BATCH
 from webhook.settings import REPO_ROOT
 
 TOKEN = TELEGRAM_TOKEN
@@ -224,3 +225,33 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_citizen_gets_one_message(
     assert code in text
     [row] = outbox(postgres_url)
     assert row.state == "sent" and row.attempts == 2
+
+
+def test_a_burst_goes_out_in_batched_jobs_and_a_killed_batch_is_finished_by_another_worker(
+    workers: Workers,
+    postgres_url: str,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    telegram: tuple[FakeTelegram, str],
+) -> None:
+    """Twelve dossiers accepted at once: more than one job's batch. The worker dies on the first
+    message of its first batch; the next worker delivers all twelve, each exactly once."""
+    fake, _ = telegram
+    engine = make_engine(postgres_url)
+    now = datetime.now(UTC)
+    chats = [CHAT + n for n in range(JOB_BATCH + 2)]
+    for chat in chats:
+        dossier_id, _ = citizen_dossier(engine, catalog, calendar, external_id=str(chat), at=now)
+        act(engine, catalog, calendar, dossier_id, Action.ACCEPT, now)
+    engine.dispose()
+    fake.hold.clear()
+    first = workers.start()
+    wait_until(fake.waiting.is_set, "the first job never reached Telegram")
+    workers.kill(first)
+    wait_until(lambda: bool(fake.aborted), "the killed worker's request is still open")
+    fake.hold.set()
+    workers.start()
+    wait_until(lambda: len(fake.delivered) >= len(chats), "not every notice went out", timeout=30)
+    time.sleep(1)
+    assert sorted(int(call.params["chat_id"]) for call in fake.delivered) == chats
+    assert {row.state for row in outbox(postgres_url)} == {"sent"}
