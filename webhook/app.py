@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(lookup.router)
     app.include_router(sms.router)
-    app.include_router(telegram.router)
+    telegram.install(app)
     app.include_router(webchat.router)
     admin.install(app)
     return app
