@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -24,13 +25,20 @@ from webhook.settings import Settings
 TOKEN, SECRET = TELEGRAM_TOKEN, TELEGRAM_SECRET
 
 
-@pytest.fixture
-def client(telegram_settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[TestClient]:
-    app = create_app(telegram_settings)
-    app.state.fake_telegram = telegram[0]  # for `post`: Telegram runs the webhook's answer
+@contextmanager
+def bot_app(settings: Settings, fake: FakeTelegram, **changes: Any) -> Iterator[TestClient]:
+    """The app with the citizen bot against `fake`, `settings` changed as given."""
+    app = create_app(settings.model_copy(update=changes))
+    app.state.fake_telegram = fake  # for `post`: Telegram runs the webhook's answer
     with TestClient(app) as test_client:
         yield test_client
     app.state.runtime.engine.dispose()
+
+
+@pytest.fixture
+def client(telegram_settings: Settings, telegram: tuple[FakeTelegram, str]) -> Iterator[TestClient]:
+    with bot_app(telegram_settings, telegram[0]) as test_client:
+        yield test_client
 
 
 def post(client: TestClient, update: dict[str, Any], secret: str = SECRET) -> int:
@@ -252,10 +260,7 @@ def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
     telegram_settings: Settings, telegram: tuple[FakeTelegram, str]
 ) -> None:
     fake, _ = telegram
-    configured = telegram_settings.model_copy(update={"telegram_reply_budget_seconds": 0.5})
-    app = create_app(configured)
-    app.state.fake_telegram = fake
-    with TestClient(app) as client:
+    with bot_app(telegram_settings, fake, telegram_reply_budget_seconds=0.5) as client:
         fake.hold.clear()  # the Bot API does not answer
         started = time.monotonic()
         assert post(client, Updates().text("/start")) == 200
@@ -266,7 +271,6 @@ def test_a_slow_bot_api_does_not_hold_the_webhook_past_its_budget(
         while not fake.delivered and time.time() < deadline:
             time.sleep(0.05)
         assert "Xin chào" in fake.delivered[0].params["text"]  # the reply went on afterwards
-    app.state.runtime.engine.dispose()
 
 
 def test_a_single_text_reply_rides_on_the_webhook_answer(
@@ -295,11 +299,8 @@ def test_replies_keep_their_order_when_the_bot_api_is_slow(
 ) -> None:
     """The next turn's reply does not ride on the webhook answer past replies still queued."""
     fake, _ = telegram
-    configured = telegram_settings.model_copy(update={"telegram_reply_budget_seconds": 0.3})
-    app = create_app(configured)
-    app.state.fake_telegram = fake
     chat = Updates()
-    with TestClient(app) as client:
+    with bot_app(telegram_settings, fake, telegram_reply_budget_seconds=0.3) as client:
         fake.hold.clear()
         assert post(client, chat.text("/start")) == 200  # its replies wait for the Bot API
         assert post(client, chat.text("ho kinh doanh")) == 200
@@ -311,4 +312,3 @@ def test_replies_keep_their_order_when_the_bot_api_is_slow(
         texts = [str(c.params["text"]) for c in fake.delivered]
         assert "Xin chào" in texts[0]
         assert "Giấy tờ cần chụp" in texts[-1]
-    app.state.runtime.engine.dispose()
