@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import anyio
 from psycopg_pool import AsyncConnectionPool
@@ -73,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 T = TypeVar("T")
-_SQLITE_WRITERS: dict[Engine, threading.RLock] = {}
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
 
 
 def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
