@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -152,6 +153,12 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         return 2
     codes = prepare_database()
     host, port = host or settings.host, port or settings.port
+    if "public_base_url" not in settings.model_fields_set:
+        # Not configured: links and QR codes point at this server, on the port it really uses.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        os.environ["PUBLIC_BASE_URL"] = f"http://{shown}:{port}"
+        get_settings.cache_clear()
+        settings = get_settings()
     base = settings.public_base_url.rstrip("/")
     print(f"HCC Intake on http://{host}:{port}  (database: {settings.database_url})")
     print(f"Public lookup: {base}/lookup")

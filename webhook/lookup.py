@@ -8,7 +8,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from core.codes import parse_code
 from core.lookup import PublicStatus
 from core.messages import render
-from core.qr import lookup_url
 from core.sms import usage_reply
 from storage.db import compiled_for_psycopg
 from storage.dossiers import (
@@ -92,9 +91,5 @@ async def lookup(
         )
     if _wants_json(request):
         return JSONResponse(status.as_json(language))
-    page = _STATUS_PAGE.render(
-        lang=language,
-        status=status,
-        url=lookup_url(runtime.settings.public_base_url, status.code),
-    )
+    page = _STATUS_PAGE.render(lang=language, status=status)
     return HTMLResponse(page)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from webhook.cli import main, prepare_database
@@ -65,3 +74,58 @@ def test_a_copied_env_example_runs_the_embedded_product(tmp_path: Path) -> None:
     assert settings.telegram_citizen_token is None and settings.redis_url is None
     assert settings.sms_gateway_url is None and settings.secret_key.get_secret_value()
     assert settings.unsafe_for_public_use() == []
+
+
+def test_serve_on_another_port_prints_links_for_that_port(
+    tmp_path: Path,
+) -> None:
+    """`hcc serve --port N` without PUBLIC_BASE_URL: the demo links it prints, and the links the
+    product makes (QR codes carry them), point at port N — where the server really is."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'hcc.sqlite3'}",
+        "MEDIA_DIR": str(tmp_path / "media"),
+        "SMS_WEBHOOK_SECRET": "sms-secret",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "webhook.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,  # no .env here
+        env={**env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        links = []
+        for line in server.stdout:
+            if "demo dossier:" in line:
+                links.append(line.split("demo dossier:")[1].strip())
+            if len(links) == 5:
+                break
+        assert all(link.startswith(f"http://127.0.0.1:{port}/lookup/") for link in links)
+        deadline = time.time() + 30
+        while True:
+            try:
+                page = httpx.get(links[0])
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "hcc serve did not answer"
+                time.sleep(0.2)
+        code = links[0].rsplit("/", 1)[1]
+        assert page.status_code == 200 and code in page.text
+        # The links the server itself makes (here its SMS answer; QR codes carry the same).
+        sent = {"id": "gw-1", "from": "0912345678", "to": "8088", "text": f"HS {code}",
+                "received_at": "2026-11-28T09:00:00+07:00"}  # fmt: skip
+        body = json.dumps(sent)
+        signature = hmac.new(b"sms-secret", body.encode(), hashlib.sha256).hexdigest()
+        sms = httpx.post(f"http://127.0.0.1:{port}/webhook/sms", content=body,
+                         headers={"X-Signature": f"sha256={signature}"})  # fmt: skip
+        assert links[0] in sms.json()["reply"]
+    finally:
+        server.terminate()
+        server.wait(10)
