@@ -3,7 +3,7 @@ and albums held back until their last photo arrives."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select
@@ -41,6 +41,18 @@ def first_delivery(session: Session, channel: str, external_id: str) -> bool:
     statement = _RECORD_DELIVERY[connection.dialect.name]
     values = {"channel": channel, "external_id": external_id, "received_at": utcnow()}
     return connection.execute(statement, values).first() is not None
+
+
+# Telegram gives up redelivering an update after about a day, an SMS gateway sooner: after a week
+# a delivery id cannot come back, and its row only makes the table grow (one row per update).
+REPLAY_WINDOW = timedelta(days=7)
+
+
+def forget_deliveries(session: Session, before: datetime) -> int:
+    """Drop the replay guard's rows received before `before`; how many went."""
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
+    result = session.execute(delete(table).where(table.c.received_at < before))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def park_album_part(

@@ -210,6 +210,9 @@ class CodeCounter(SQLModel, table=True):
 class InboundEvent(SQLModel, table=True):
     """Webhook deliveries already handled (Telegram update_id, Zalo msg_id, SMS id)."""
 
+    # Old rows are forgotten by age (storage.inbound.forget_deliveries), once a minute.
+    __table_args__ = (Index("ix_inboundevent_received_at", "received_at"),)
+
     channel: str = Field(primary_key=True, max_length=16)
     external_id: str = Field(primary_key=True, max_length=128)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())

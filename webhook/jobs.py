@@ -29,7 +29,7 @@ from bots.delivery import (
     deliver,
 )
 from storage.db import session_scope
-from storage.inbound import stale_albums, take_album
+from storage.inbound import REPLAY_WINDOW, forget_deliveries, stale_albums, take_album
 from storage.intake import album_incoming, converse
 from storage.outbox import release, take_due
 from storage.reminders import PANEL, queue_reminders
@@ -107,11 +107,14 @@ class Dispatcher:
         return [Outcome("queued")] * len(ids)
 
     def tick(self, now: datetime | None = None) -> int:
-        """The slow beat (about once a minute): queue due reminders, rescue lost albums."""
+        """The slow beat (about once a minute): queue due reminders, rescue lost albums, forget
+        delivery ids too old to be redelivered."""
         now = now or datetime.now(UTC)
         runtime = self.runtime
         with session_scope(runtime.engine) as session:
             queued = queue_reminders(session, runtime.catalog, runtime.calendar, now)
+        with session_scope(runtime.engine) as session:
+            forget_deliveries(session, now - REPLAY_WINDOW)
         self.answer_stale_albums(now)
         return queued
 

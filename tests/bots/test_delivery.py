@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlalchemy import select, update
+from sqlmodel import Session, col
 
 from bots.delivery import MemoryThrottle, split_text
 from core.dossier import Action
 from core.sms import gsm_length, to_gsm7
 from storage.db import session_scope
-from storage.models import OutboxMessage
+from storage.inbound import REPLAY_WINDOW, first_delivery
+from storage.models import InboundEvent, OutboxMessage
 from storage.outbox import MAX_ATTEMPTS, retry_dead
 from tests.dossiers import MONDAY, act, citizen_dossier
 from tests.fakes.sms_gateway import FakeSmsGateway
@@ -307,3 +308,24 @@ def test_an_album_left_by_a_dead_web_process_is_still_answered(
     assert len(messages(fake)) == len(answers)
     with Session(runtime.engine) as session:
         assert session.execute(select(func.count()).select_from(AlbumPart)).scalar_one() == 0
+
+
+def test_delivery_ids_too_old_to_be_redelivered_are_forgotten(
+    runtime: Runtime, dispatcher: Dispatcher
+) -> None:
+    """The replay guard keeps a row per webhook delivery; the dispatcher's tick drops the ones
+    past the replay window, and a recent update is still recognised when redelivered."""
+    now = datetime.now(UTC)
+    with session_scope(runtime.engine) as session:
+        for update_id in ("old-1", "old-2", "recent"):
+            assert first_delivery(session, "telegram", update_id)
+        session.execute(
+            update(InboundEvent)
+            .where(col(InboundEvent.external_id).like("old-%"))
+            .values(received_at=now - REPLAY_WINDOW - timedelta(hours=1))
+        )
+    dispatcher.tick(now)
+    with session_scope(runtime.engine) as session:
+        kept = session.execute(select(col(InboundEvent.external_id))).scalars().all()
+        assert kept == ["recent"]
+        assert not first_delivery(session, "telegram", "recent")  # still a redelivery
