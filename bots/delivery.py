@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from core.conversation import Reply, notice_reply
 from core.sms import sms_parts
-from storage.db import autocommit, session_scope
+from storage.db import session_scope, single_statements
 from storage.outbox import claim, mark_dead, mark_sent, reroute_to_sms, retry_later
 
 log = logging.getLogger(__name__)
@@ -277,8 +277,7 @@ def deliver(
 ) -> Outcome:
     """Send one outbox message at most once: claim it, send it, record what happened."""
     now = now or datetime.now(UTC)
-    single = autocommit(engine)  # claim and "sent" are one statement each: no BEGIN/COMMIT trips
-    with single.connect() as connection:
+    with single_statements(engine) as connection:  # the claim and "sent" are one statement each
         message = claim(connection, message_id, now, lease)
     if message is None:
         return Outcome("skipped")
@@ -308,6 +307,6 @@ def deliver(
         with session_scope(engine) as session:
             state = retry_later(session, message, now, f"{type(error).__name__}: {error}")
         return Outcome(state, str(error))
-    with single.connect() as connection:
+    with single_statements(engine) as connection:
         mark_sent(connection, message.id, datetime.now(UTC))
     return Outcome("sent")

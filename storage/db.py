@@ -13,7 +13,7 @@ import anyio
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 
@@ -105,6 +105,14 @@ async def run_db(engine: Engine, work: Callable[[], T], *, quick: bool) -> T:
             finally:
                 writer.release()
     return await anyio.to_thread.run_sync(work)
+
+
+@contextmanager
+def single_statements(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements each commit on their own (no BEGIN/COMMIT round trips on
+    PostgreSQL), for writes of one statement; on SQLite it queues with the units of work."""
+    with _writer_lock(engine), autocommit(engine).connect() as connection:
+        yield connection
 
 
 @contextmanager
