@@ -13,13 +13,12 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from core.conversation import Incoming, IncomingFile, Reply, notice_reply
 from core.documents import MAX_BYTES
-from storage.db import session_scope
+from storage.db import run_db, session_scope
 from storage.intake import converse
 from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
@@ -123,7 +122,7 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
                 public_base_url=runtime.settings.public_base_url,
             )
 
-    replies = await run_in_threadpool(turn)
+    replies = await run_db(runtime.engine, turn, quick=not incoming.files)
     return JSONResponse({"replies": [_reply_json(reply) for reply in replies]})
 
 
@@ -147,7 +146,7 @@ async def chat_updates(request: Request, runtime: RuntimeDep, after: int = 0) ->
                 for m in mailbox(session, CHANNEL, session_id, after)
             ]
 
-    return JSONResponse({"messages": await run_in_threadpool(read)})
+    return JSONResponse({"messages": await run_db(runtime.engine, read, quick=True)})
 
 
 def _reply_json(reply: Reply) -> dict[str, Any]:
