@@ -35,7 +35,7 @@ from bench.loadgen import free_port, serve
 from storage.db import make_engine, session_scope
 from storage.migrate import upgrade
 from storage.models import OutboxMessage
-from webhook.jobs import JOB_BATCH
+from webhook.jobs import JOB_BATCH, QUEUE, Dispatcher, _context
 
 TOKEN = "1000:BENCH-NOTIFY"
 ROUNDS = 5
@@ -95,9 +95,7 @@ def notice_worker(database_url: str, redis_url: str, telegram_base: str) -> tupl
         TELEGRAM_MAX_PER_SECOND="0",
         LOAD_DEMO_DATA="false",
     )
-    from webhook.jobs import QUEUE, Dispatcher, _context
-
-    runtime, senders = _context()
+    runtime, senders = _context()  # reads the settings just set
     queue = Queue(QUEUE, connection=Redis.from_url(redis_url))
     queue.empty()
     return Dispatcher(runtime, senders, queue), queue
