@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from functools import lru_cache
+from datetime import timedelta
+from functools import lru_cache, partial
 from typing import Any
 
 import anyio
@@ -40,9 +41,18 @@ from pydantic import BaseModel
 from core.conversation import Button, Incoming, IncomingFile, Reply
 from core.documents import MAX_BYTES
 from core.messages import render
-from storage.db import run_db, session_scope
-from storage.inbound import first_delivery, park_album_part, take_album
+from storage.db import run_db, session_scope, single_statements
+from storage.inbound import (
+    OwedReplies,
+    claim_owed_replies,
+    first_delivery,
+    owe_replies,
+    park_album_part,
+    replies_went_out,
+    take_album,
+)
 from storage.intake import album_incoming, converse
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
@@ -154,26 +164,43 @@ def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> l
 async def _turn(
     runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming
 ) -> SendMessage | None:
-    """One dialogue turn; the update id is recorded in the same transaction, so a redelivered
-    update is dropped and a turn that failed is retried whole when Telegram redelivers it.
+    """One dialogue turn. The update id and the turn's replies are recorded in the turn's own
+    transaction: a redelivered update is not run again, but the replies it still owes (our answer
+    never reached Telegram, or the process died sending them) are sent — once.
 
     A turn with a single text reply returns it as the webhook's answer (Telegram runs one method
     given there: no extra request, the reply arrives sooner); other replies are sent in order."""
+    delivery, recipient = str(update.update_id), str(chat_id)
 
-    def run() -> list[Reply]:
+    def run() -> tuple[OwedReplies | None, bool]:
+        now = utcnow()
+        lease_until = now + _reply_lease(runtime)
         with session_scope(runtime.engine) as session:
-            if not first_delivery(session, CHANNEL, str(update.update_id)):
-                return []
-            return _converse(runtime, session, chat_id, incoming)
+            if not first_delivery(session, CHANNEL, delivery):
+                owed = claim_owed_replies(session.connection(), CHANNEL, delivery, now, lease_until)
+                return owed, False
+            replies = _converse(runtime, session, chat_id, incoming)
+            # Not while earlier replies to this chat are still going out: it would overtake them.
+            in_answer = (
+                len(replies) == 1 and replies[0].image_png is None and chat_id not in _chat_locks
+            )
+            owe_replies(session, CHANNEL, delivery, recipient=recipient, replies=replies,
+                        answered=in_answer, lease_until=lease_until)  # fmt: skip
+            return OwedReplies(CHANNEL, delivery, recipient, replies, 0), in_answer
 
-    replies = await run_db(runtime.engine, run, quick=not incoming.files)
-    # Not while earlier replies to this chat are still being sent: the answer would overtake them.
-    if len(replies) == 1 and replies[0].image_png is None and chat_id not in _chat_locks:
-        return SendMessage(
-            chat_id=chat_id, text=replies[0].text[:4096], reply_markup=_markup(replies[0])
-        )
-    await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
+    owed, in_answer = await run_db(runtime.engine, run, quick=not incoming.files)
+    if owed is None:
+        return None
+    if in_answer and chat_id not in _chat_locks:  # (a send may have started meanwhile)
+        reply = owed.replies[0]
+        return SendMessage(chat_id=chat_id, text=reply.text[:4096], reply_markup=_markup(reply))
+    await _answer(runtime, bot, chat_id, owed)
     return None
+
+
+def _reply_lease(runtime: Any) -> timedelta:
+    """How long a process may take to send a turn's replies before another one takes over."""
+    return timedelta(seconds=runtime.settings.outbox_lease_seconds)
 
 
 def read_update(bot: Bot, body: bytes) -> Update:
@@ -205,20 +232,27 @@ _background: set[asyncio.Task[None]] = set()
 _chat_locks: dict[int, asyncio.Lock] = {}
 
 
-async def _answer(bot: Bot, chat_id: int, replies: list[Reply], budget: float) -> None:
-    """Send the turn's replies, in order; if the Bot API is slow (rate limits, outages), the
-    webhook answers Telegram after `budget` seconds and the replies go on in the background."""
-    if not replies:
+async def _answer(runtime: Any, bot: Bot, chat_id: int, owed: OwedReplies) -> None:
+    """Send the replies a turn owes, in order, each recorded as sent once out; if the Bot API
+    is slow (rate limits, outages), the webhook answers Telegram after the reply budget and the
+    replies go on in the background. Replies left unsent (an error, the process killed) are
+    finished by the dispatcher once their lease is over (webhook.jobs)."""
+    if not owed.unsent:
         return
+
+    def went_out(count: int) -> None:
+        with single_statements(runtime.engine) as connection:
+            replies_went_out(connection, owed, count)
 
     async def send_all() -> None:
         lock = _chat_locks.setdefault(chat_id, asyncio.Lock())
         async with lock:  # a later turn of the same chat waits: replies keep their order
             try:
-                for reply in replies:
+                for count, reply in enumerate(owed.unsent, start=owed.sent + 1):
                     await send_reply(bot, chat_id, reply)
+                    await run_db(runtime.engine, partial(went_out, count), quick=True)
             except Exception:
-                log.exception("replies to chat %s could not be sent", chat_id)
+                log.exception("replies to chat %s could not be sent; sent later", chat_id)
         if not lock.locked() and _chat_locks.get(chat_id) is lock:
             del _chat_locks[chat_id]
 
@@ -226,6 +260,7 @@ async def _answer(bot: Bot, chat_id: int, replies: list[Reply], budget: float) -
     _background.add(task)
     task.add_done_callback(_background.discard)
     try:
+        budget = runtime.settings.telegram_reply_budget_seconds
         await asyncio.wait_for(asyncio.shield(task), timeout=budget)
     except TimeoutError:
         log.warning("replies to chat %s continue after the webhook answered", chat_id)
@@ -237,17 +272,24 @@ async def _park(runtime: Any, bot: Bot, update: Update, message: Message, data: 
     The webhook answers at once; the turn runs after ALBUM_WAIT in this process. Several web
     workers may receive photos of one album: only the one holding the latest photo answers."""
     chat_id, group = message.chat.id, str(message.media_group_id)
+    delivery = str(update.update_id)
 
-    def park() -> bool:
+    def park() -> tuple[bool, OwedReplies | None]:
+        now = utcnow()
         with session_scope(runtime.engine) as session:
-            if not first_delivery(session, CHANNEL, str(update.update_id)):
-                return False
+            if not first_delivery(session, CHANNEL, delivery):  # the album may owe its answer
+                lease_until = now + _reply_lease(runtime)
+                return False, claim_owed_replies(session.connection(), CHANNEL, delivery, now,
+                                                 lease_until)  # fmt: skip
             park_album_part(session, channel=CHANNEL, external_id=str(chat_id),
                             media_group_id=group, update_id=update.update_id, data=data,
                             caption=message.caption or "")  # fmt: skip
-            return True
+            return True, None
 
-    if await anyio.to_thread.run_sync(park):
+    parked, owed = await anyio.to_thread.run_sync(park)
+    if owed is not None:
+        await _answer(runtime, bot, chat_id, owed)
+    if parked:
         task = asyncio.create_task(_finish_album(runtime, bot, chat_id, group, update.update_id))
         _background.add(task)
         task.add_done_callback(_background.discard)
@@ -256,19 +298,24 @@ async def _park(runtime: Any, bot: Bot, update: Update, message: Message, data: 
 async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update_id: int) -> None:
     await asyncio.sleep(ALBUM_WAIT)
 
-    def run() -> list[Reply]:
+    def run() -> OwedReplies | None:
+        lease_until = utcnow() + _reply_lease(runtime)
         with session_scope(runtime.engine) as session:
             parts = take_album(session, CHANNEL, str(chat_id), group, update_id)
             if parts is None:
-                return []
-            return _converse(runtime, session, chat_id, album_incoming(parts))
+                return None
+            replies = _converse(runtime, session, chat_id, album_incoming(parts))
+            owe_replies(session, CHANNEL, str(update_id), recipient=str(chat_id),
+                        replies=replies, answered=False, lease_until=lease_until)  # fmt: skip
+            return OwedReplies(CHANNEL, str(update_id), str(chat_id), replies, 0)
 
     try:
-        replies = await anyio.to_thread.run_sync(run)
+        owed = await anyio.to_thread.run_sync(run)
     except Exception:  # a background task has nobody to raise to: log it
         log.exception("answering album %s of chat %s failed", group, chat_id)
         return
-    await _answer(bot, chat_id, replies, runtime.settings.telegram_reply_budget_seconds)
+    if owed is not None:
+        await _answer(runtime, bot, chat_id, owed)
 
 
 def _markup(reply: Reply) -> Any:

@@ -1,16 +1,29 @@
 """Replay guard for webhooks (each delivery id — update_id, msg_id, SMS id — is handled once),
-and albums held back until their last photo arrives."""
+the replies a dialogue turn owes until they are sent, and albums held back until their last photo
+arrives.
+
+Owed replies follow the outbox rule: they are written in the turn's own transaction, so a
+process that dies after the commit cannot take the answer (the dossier code above all) with it.
+
+    answered ──(the delivery comes again: our answer never reached the service)──▶ sending
+    sending ──each reply out: replies_sent + 1──▶ sent
+       └──(lease over: the sending process went away)──▶ claimed again, the rest sent
+"""
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import JSON, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
+from core.conversation import Button, Reply
 from storage.models import AlbumPart, InboundEvent, UTCDateTime, utcnow
 
 
@@ -41,6 +54,159 @@ def first_delivery(session: Session, channel: str, external_id: str) -> bool:
     statement = _RECORD_DELIVERY[connection.dialect.name]
     values = {"channel": channel, "external_id": external_id, "received_at": utcnow()}
     return connection.execute(statement, values).first() is not None
+
+
+_events: Any = InboundEvent.__table__  # type: ignore[attr-defined]
+ANSWERED, SENDING, SENT = "answered", "sending", "sent"
+
+def _owe(insert: Any) -> Any:
+    """An upsert: the delivery's row normally exists (the replay guard wrote it first)."""
+    owed = {
+        "recipient": bindparam("owe_recipient"),
+        "replies": bindparam("owe_replies", type_=JSON),
+        "reply_state": bindparam("owe_state"),
+        "replies_sent": 0,
+        "reply_lease_until": bindparam("owe_lease_until", type_=UTCDateTime),
+    }
+    statement = insert(_events).values(
+        channel=bindparam("owe_channel"),
+        external_id=bindparam("owe_delivery"),
+        received_at=bindparam("owe_received_at", type_=UTCDateTime),
+        **owed,
+    )
+    return statement.on_conflict_do_update(index_elements=["channel", "external_id"], set_=owed)
+
+
+# Built once per dialect: every dialogue turn with replies runs it.
+_OWE = {"postgresql": _owe(pg_insert), "sqlite": _owe(sqlite_insert)}
+
+
+def reply_to_json(reply: Reply) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "buttons": [[[b.label, b.data] for b in row] for row in reply.buttons],
+        "image_png": base64.b64encode(reply.image_png).decode() if reply.image_png else None,
+        "ask_contact": reply.ask_contact,
+    }
+
+
+def reply_from_json(data: dict[str, Any]) -> Reply:
+    image = data.get("image_png")
+    return Reply(
+        text=data["text"],
+        buttons=tuple(tuple(Button(label, key) for label, key in row) for row in data["buttons"]),
+        image_png=base64.b64decode(image) if image else None,
+        ask_contact=bool(data.get("ask_contact")),
+    )
+
+
+def owe_replies(
+    session: Session,
+    channel: str,
+    delivery_id: str,
+    *,
+    recipient: str,
+    replies: list[Reply],
+    answered: bool,
+    lease_until: datetime,
+) -> None:
+    """Keep a turn's replies with its delivery, in the turn's transaction. `answered`: they go
+    back in the webhook's own response, so only a redelivery says they did not arrive; otherwise
+    they are being sent, and whoever finds the lease over finishes the job."""
+    if not replies:
+        return
+    connection = session.connection()
+    connection.execute(
+        _OWE[connection.dialect.name],
+        {
+            "owe_channel": channel,
+            "owe_delivery": delivery_id,
+            "owe_received_at": utcnow(),
+            "owe_recipient": recipient,
+            "owe_replies": [reply_to_json(r) for r in replies],
+            "owe_state": ANSWERED if answered else SENDING,
+            "owe_lease_until": lease_until,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class OwedReplies:
+    """Replies this process now sends, from `replies[sent]` on, until `lease_until`."""
+
+    channel: str
+    delivery_id: str
+    recipient: str
+    replies: list[Reply]
+    sent: int
+
+    @property
+    def unsent(self) -> list[Reply]:
+        return self.replies[self.sent :]
+
+
+def claim_owed_replies(
+    connection: Connection, channel: str, delivery_id: str, now: datetime, lease_until: datetime
+) -> OwedReplies | None:
+    """Take over the replies still owed for a delivery: answered in a response that never
+    arrived (the service delivers again), or being sent by a process whose lease is over.
+    A conditional UPDATE, so of two processes only one gets them."""
+    row = connection.execute(
+        update(_events)
+        .where(
+            _events.c.channel == channel,
+            _events.c.external_id == delivery_id,
+            or_(
+                _events.c.reply_state == ANSWERED,
+                and_(_events.c.reply_state == SENDING, _events.c.reply_lease_until <= now),
+            ),
+        )
+        .values(reply_state=SENDING, reply_lease_until=lease_until)
+        .returning(_events.c.recipient, _events.c.replies, _events.c.replies_sent)
+    ).first()
+    if row is None or row.recipient is None:
+        return None
+    replies = [reply_from_json(r) for r in row.replies or []]
+    return OwedReplies(channel, delivery_id, row.recipient, replies, row.replies_sent)
+
+
+def replies_went_out(connection: Connection, owed: OwedReplies, sent: int) -> None:
+    """`sent` replies of `owed` are out; the last one makes the delivery settled."""
+    connection.execute(
+        update(_events)
+        .where(_events.c.channel == owed.channel, _events.c.external_id == owed.delivery_id)
+        .values(replies_sent=sent, reply_state=SENT if sent >= len(owed.replies) else SENDING)
+    )
+
+
+def stored_replies(session: Session, channel: str, delivery_id: str) -> list[Reply] | None:
+    """The replies a delivery was answered with (None: no such delivery), for a client that
+    asks again with the same id because our first answer never reached it (the web chat)."""
+    row = session.execute(
+        select(_events.c.replies).where(
+            _events.c.channel == channel, _events.c.external_id == delivery_id
+        )
+    ).first()
+    if row is None:
+        return None
+    return [reply_from_json(r) for r in row.replies or []]
+
+
+# Replies older than this are not sent any more: after a day the citizen has moved on (and
+# Telegram stops redelivering an update); their dossier is still in "Hồ sơ của tôi".
+REPLY_GIVE_UP = timedelta(days=1)
+
+
+def abandoned_replies(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """(channel, delivery id) of replies whose sending process went away before finishing."""
+    rows = session.execute(
+        select(_events.c.channel, _events.c.external_id).where(
+            _events.c.reply_state == SENDING,
+            _events.c.reply_lease_until <= now,
+            _events.c.received_at >= now - REPLY_GIVE_UP,
+        )
+    ).all()
+    return [(r[0], r[1]) for r in rows]
 
 
 # Telegram gives up redelivering an update after about a day, an SMS gateway sooner: after a week

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -208,14 +209,32 @@ class CodeCounter(SQLModel, table=True):
 
 
 class InboundEvent(SQLModel, table=True):
-    """Webhook deliveries already handled (Telegram update_id, Zalo msg_id, SMS id)."""
+    """Webhook deliveries already handled (Telegram update_id, Zalo msg_id, SMS id), and the
+    replies a dialogue turn owes the citizen: written in the turn's own transaction, so a reply
+    (the dossier code above all) outlives a process that dies before sending it
+    (storage.inbound.owe_replies)."""
 
     # Old rows are forgotten by age (storage.inbound.forget_deliveries), once a minute.
-    __table_args__ = (Index("ix_inboundevent_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_inboundevent_received_at", "received_at"),
+        # The dispatcher's tick looks for replies whose sending process went away.
+        Index(
+            "ix_inboundevent_replies_sending",
+            "reply_lease_until",
+            sqlite_where=text("reply_state = 'sending'"),
+            postgresql_where=text("reply_state = 'sending'"),
+        ),
+    )
 
     channel: str = Field(primary_key=True, max_length=16)
     external_id: str = Field(primary_key=True, max_length=128)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    recipient: str | None = Field(default=None, max_length=128)  # the chat the replies go to
+    replies: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    # None (nothing owed) | answered (in the webhook's response) | sending | sent
+    reply_state: str | None = Field(default=None, max_length=16)
+    replies_sent: int = 0  # replies[:replies_sent] are known to have gone out
+    reply_lease_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class AlbumPart(SQLModel, table=True):

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from bots.delivery import (
+    DeliveryError,
     MailboxSender,
     MemoryThrottle,
     Outcome,
@@ -26,10 +27,20 @@ from bots.delivery import (
     SmsSender,
     TelegramSender,
     Throttle,
+    TryLater,
     deliver,
 )
-from storage.db import session_scope
-from storage.inbound import REPLAY_WINDOW, forget_deliveries, stale_albums, take_album
+from storage.db import session_scope, single_statements
+from storage.inbound import (
+    REPLAY_WINDOW,
+    abandoned_replies,
+    claim_owed_replies,
+    forget_deliveries,
+    owe_replies,
+    replies_went_out,
+    stale_albums,
+    take_album,
+)
 from storage.intake import album_incoming, converse
 from storage.outbox import release, take_due
 from storage.reminders import PANEL, queue_reminders
@@ -82,6 +93,7 @@ class Dispatcher:
     def dispatch(self, now: datetime | None = None) -> list[Outcome]:
         """One pass over due messages: what happened to each (inline), or that it was queued."""
         now = now or datetime.now(UTC)
+        self.send_abandoned_replies(now)
         with session_scope(self.runtime.engine) as session:
             ids = take_due(session, now, self.lease)
         if not ids:
@@ -121,8 +133,8 @@ class Dispatcher:
     def answer_stale_albums(self, now: datetime) -> int:
         """Albums parked by a web process that died before answering: answer them here, so no
         photo a citizen sent is silently dropped."""
-        runtime, sender = self.runtime, self.senders.get("telegram")
-        if sender is None:
+        runtime = self.runtime
+        if "telegram" not in self.senders:
             return 0
         with session_scope(runtime.engine) as session:
             stale = stale_albums(session, now - STALE_ALBUM)
@@ -142,10 +154,43 @@ class Dispatcher:
                     media=runtime.media,
                     public_base_url=runtime.settings.public_base_url,
                 )
-            for reply in replies:
-                sender.send(chat, reply)
+                # Owed at once: sent by the next pass, like any turn's unsent replies.
+                owe_replies(session, channel, str(last), recipient=chat, replies=replies,
+                            answered=False, lease_until=now)  # fmt: skip
             answered += 1
+        self.send_abandoned_replies(now)
         return answered
+
+    def send_abandoned_replies(self, now: datetime) -> int:
+        """Replies of dialogue turns whose process went away before sending them all (killed,
+        or the Bot API failed): the rest are sent here, in order, each recorded once out."""
+        engine = self.runtime.engine
+        with session_scope(engine) as session:
+            abandoned = abandoned_replies(session, now)
+        sent = 0
+        for channel, delivery in abandoned:
+            sender = self.senders.get(channel)
+            if sender is None:
+                continue
+            with single_statements(engine) as connection:
+                owed = claim_owed_replies(connection, channel, delivery, now, now + self.lease)
+            if owed is None:  # another process took them
+                continue
+            done = owed.sent
+            try:
+                for reply in owed.unsent:
+                    sender.send(owed.recipient, reply)
+                    done += 1
+                    with single_statements(engine) as connection:
+                        replies_went_out(connection, owed, done)
+                    sent += 1
+            except TryLater as error:  # the lease runs out and a later pass tries again
+                log.warning("replies to %s %s wait: %s", channel, owed.recipient, error)
+            except DeliveryError as error:  # blocked, or refused: sending again cannot help
+                log.warning("replies to %s %s dropped: %s", channel, owed.recipient, error)
+                with single_statements(engine) as connection:
+                    replies_went_out(connection, owed, len(owed.replies))
+        return sent
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`: reminders every few minutes, due messages every second or so."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -19,7 +20,9 @@ from starlette.datastructures import UploadFile
 from core.conversation import Incoming, IncomingFile, Reply, notice_reply
 from core.documents import MAX_BYTES
 from storage.db import run_db, session_scope
+from storage.inbound import first_delivery, owe_replies, stored_replies
 from storage.intake import converse
+from storage.models import utcnow
 from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
 
@@ -27,6 +30,9 @@ router = APIRouter()
 COOKIE = "hcc_chat"
 CHANNEL = "web"
 MAX_FILES_PER_SEND = 10
+# The page names each send with a random id and sends it again, same id, when the answer did
+# not arrive (network, or the server died after the commit): a repeat is answered from storage.
+TURN_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 def _sign(secret: str, session_id: str) -> str:
@@ -108,10 +114,14 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
         button=str(form.get("button") or "")[:64],
         files=tuple(files),
     )
+    turn_id = str(form.get("turn") or "")
+    delivery = f"{session_id}:{turn_id}" if TURN_ID.fullmatch(turn_id) else None
 
     def turn() -> list[Reply]:
         with session_scope(runtime.engine) as session:
-            return converse(
+            if delivery is not None and not first_delivery(session, CHANNEL, delivery):
+                return stored_replies(session, CHANNEL, delivery) or []
+            replies = converse(
                 session,
                 channel=CHANNEL,
                 external_id=session_id,
@@ -121,6 +131,10 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
                 media=runtime.media,
                 public_base_url=runtime.settings.public_base_url,
             )
+            if delivery is not None:  # kept with the turn: a repeat of the send gets them
+                owe_replies(session, CHANNEL, delivery, recipient=session_id, replies=replies,
+                            answered=True, lease_until=utcnow())  # fmt: skip
+            return replies
 
     replies = await run_db(runtime.engine, turn, quick=not incoming.files)
     return JSONResponse({"replies": [_reply_json(reply) for reply in replies]})
