@@ -53,6 +53,26 @@ def test_two_browsers_have_separate_conversations(client: TestClient, settings: 
     assert "What would you like to do" in en[0]["text"]
 
 
+def test_a_send_repeated_under_its_id_gets_the_saved_answer_and_runs_once(
+    client: TestClient,
+) -> None:
+    """The page sends again, same id, when an answer did not arrive (the server died after the
+    commit): the repeat is answered from storage and the turn does not run twice (the language
+    switch would switch back). Another browser cannot read the answer with that id."""
+    client.get("/chat")
+    switch = {"button": "menu:language", "turn": "turn-0001-abcdef"}
+    first = client.post("/chat/api/send", data=switch).json()["replies"]
+    assert "What would you like to do" in first[0]["text"]
+    assert client.post("/chat/api/send", data=switch).json()["replies"] == first
+    en = client.post("/chat/api/send", data={"text": "menu", "turn": "turn-0002"}).json()
+    assert "What would you like to do" in en["replies"][0]["text"]  # switched once
+    other = TestClient(client.app)
+    other.get("/chat")
+    same_id = {"text": "menu", "turn": switch["turn"]}
+    theirs = other.post("/chat/api/send", data=same_id).json()["replies"]
+    assert "Bạn muốn làm gì" in theirs[0]["text"]  # their own turn, in their own language
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_submit_a_dossier_in_chromium(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
