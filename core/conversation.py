@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from core.catalog import Catalog, DocumentComponent, Procedure
 from core.cccd import parse_cccd
 from core.codes import parse_code
-from core.documents import CheckedDocument, DocumentProblem, check_document
+from core.documents import CheckedDocument, DocumentProblem, StorageUnavailable, check_document
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
 from core.notices import format_fee, render_notice
@@ -458,7 +458,11 @@ def _receive_files(
             reason = render(f"document.{problem.reason}", c.lang, **problem.values)
             problems.append(_t(c, "file_refused", number=number, reason=reason))
             continue
-        stored = bo.store_file(checked)
+        try:
+            stored = bo.store_file(checked)
+        except StorageUnavailable:  # nothing kept: the same photo is welcome again later
+            problems.append(_t(c, "storage_busy"))
+            break
         if any(f["sha256"] == stored["sha256"] for f in kept):
             continue  # the same photo twice counts once
         kept.append(stored)
@@ -677,6 +681,8 @@ def _on_feedback(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice)
         except DocumentProblem as problem:
             reason = render(f"document.{problem.reason}", c.lang, **problem.values)
             return [Reply(_t(c, "file_refused", number=1, reason=reason))]
+        except StorageUnavailable:
+            return [Reply(_t(c, "storage_busy"))]
     text = i.text.strip()
     if not text and not stored:
         return [Reply(_t(c, "feedback_ask"))]

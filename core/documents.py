@@ -46,6 +46,11 @@ class DocumentProblem(Exception):
         super().__init__(reason)
 
 
+class StorageUnavailable(Exception):
+    """A checked file could not be kept right now (media disk full, object store refusing or
+    timing out): nothing was kept, and the citizen is asked to send it again in a while."""
+
+
 def check_document(
     data: bytes, accepted_kinds: tuple[str, ...] = ("image", "pdf")
 ) -> CheckedDocument:

@@ -24,6 +24,7 @@ class Permission(StrEnum):
     MANAGE_CANNED_REPLIES = "manage_canned_replies"
     VIEW_REPORTS = "view_reports"
     RETRY_DELIVERY = "retry_delivery"  # dead letters of the outbox
+    OPERATE = "operate"  # the installation's own state: media store, tokens, queues
 
 
 # Who may do what. "own" = only within their agency; "any" = every agency.
@@ -47,6 +48,7 @@ _RULES: dict[Role, dict[Permission, str]] = {
         Permission.MANAGE_STAFF: "any",
         Permission.VIEW_REPORTS: "any",
         Permission.RETRY_DELIVERY: "any",
+        Permission.OPERATE: "any",
     },
 }
 

@@ -118,7 +118,7 @@ class StorageBackoffice:
         self.public_base_url, self.now = public_base_url, now
 
     def store_file(self, document: CheckedDocument) -> dict[str, Any]:
-        stored = self.media.put(document.data, document.content_type)
+        stored = self.media.put(document.data, document.content_type)  # StorageUnavailable
         return {
             "key": stored.key,
             "sha256": stored.sha256,

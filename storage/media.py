@@ -7,12 +7,19 @@ verified against its name. An S3-compatible store can implement the same `MediaS
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from core.documents import MAX_BYTES, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}
 _KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(jpg|png|pdf|bin)$")
@@ -27,10 +34,22 @@ class StoredMedia:
 
 
 class MediaStore(Protocol):
-    def put(self, data: bytes, content_type: str) -> StoredMedia: ...
+    def put(self, data: bytes, content_type: str) -> StoredMedia:
+        """Keep `data`; `StorageUnavailable` when the store cannot take it now."""
+        ...
+
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def url(self, key: str) -> str: ...
+
+    def problem(self) -> str | None:
+        """Why the store cannot take files now (for /healthz and the panel), or None."""
+        ...
+
+
+# A disk with less room than this cannot take the next photo (plus its temporary copy).
+MIN_FREE_BYTES = 2 * MAX_BYTES
+FAILURE_MEMORY = 300.0  # seconds a failed write is reported after it happened
 
 
 def media_key(digest: str, content_type: str) -> str:
@@ -43,6 +62,7 @@ class DiskMediaStore:
     def __init__(self, root: Path, base_url: str = "/media") -> None:
         self.root = Path(root)
         self.base_url = base_url.rstrip("/")
+        self._failed: tuple[float, str] | None = None  # (monotonic time, reason) of the last
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -54,18 +74,41 @@ class DiskMediaStore:
         key = media_key(digest, content_type)
         path = self._path(key)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+                self._write(path, data)
+            except OSError as error:  # full, read-only, gone: nothing half-written is left
+                reason = os.strerror(error.errno) if error.errno else type(error).__name__
+                self._failed = (time.monotonic(), reason)
+                log.error("media store %s cannot take files: %s", self.root, reason)
+                raise StorageUnavailable(reason) from error
+            self._failed = None
         return StoredMedia(key, digest, len(data), content_type)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def problem(self) -> str | None:
+        """A write failed lately, or the disk has no room for the next photo."""
+        if self._failed is not None and time.monotonic() - self._failed[0] < FAILURE_MEMORY:
+            return self._failed[1]
+        try:
+            free = shutil.disk_usage(self.root if self.root.exists() else self.root.parent).free
+        except OSError as error:
+            return os.strerror(error.errno) if error.errno else type(error).__name__
+        if free < MIN_FREE_BYTES:
+            return f"{free // (1024 * 1024)} MB free"
+        return None
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

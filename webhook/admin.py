@@ -162,6 +162,10 @@ def _page(
     request: Request, name: str, staff: Staff | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
+    problems = []  # what the system admin must fix for citizens to be served
+    operator = staff is not None and staff.can(Permission.OPERATE)
+    if operator and (media := runtime.media.problem()) is not None:
+        problems.append(render("admin.system.media_unavailable", LANG, reason=media))
     return templates.TemplateResponse(
         request,
         f"admin/{name}.html",
@@ -170,6 +174,7 @@ def _page(
             "staff": staff,
             "catalog": runtime.catalog,
             "Permission": Permission,
+            "system_problems": problems,
             **context,
         },
         status_code=status,

@@ -1,4 +1,7 @@
-"""Liveness for load balancers and operators: the database, and Redis when configured."""
+"""Liveness for load balancers and operators: the database, Redis when configured, and the media
+store. A media store that cannot take files is reported (`"ok": false`) but answers 200: the
+process still serves lookups and text, and taking every web process out of a load balancer for a
+shared full disk would stop those too."""
 
 from __future__ import annotations
 
@@ -28,5 +31,8 @@ def healthz(runtime: RuntimeDep) -> JSONResponse:
             checks["redis"] = "ok"
         except Exception as error:
             checks["redis"] = f"error: {type(error).__name__}"
-    healthy = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ok": healthy, **checks}, status_code=200 if healthy else 503)
+    serving = all(value == "ok" for value in checks.values())
+    media = runtime.media.problem()
+    checks["media"] = "ok" if media is None else f"error: {media}"
+    healthy = serving and media is None
+    return JSONResponse({"ok": healthy, **checks}, status_code=200 if serving else 503)

@@ -29,8 +29,10 @@ EXPECTED: dict[Role, tuple[set[Permission], set[Permission]]] = {
         set(),
     ),
     Role.SYSTEM_ADMIN: (
-        {Permission.MANAGE_STAFF, Permission.VIEW_REPORTS, Permission.RETRY_DELIVERY},
-        {Permission.MANAGE_STAFF, Permission.VIEW_REPORTS, Permission.RETRY_DELIVERY},
+        {Permission.MANAGE_STAFF, Permission.VIEW_REPORTS, Permission.RETRY_DELIVERY,
+         Permission.OPERATE},
+        {Permission.MANAGE_STAFF, Permission.VIEW_REPORTS, Permission.RETRY_DELIVERY,
+         Permission.OPERATE},
     ),
 }  # fmt: skip
 
