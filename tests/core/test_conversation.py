@@ -388,3 +388,18 @@ def test_the_citizen_answers_the_desk_in_the_dossier_thread(chat: Chat, engine: 
     with Session(engine) as session:
         thread = list(session.execute(select(ThreadMessage)).scalars())
     assert [(m.direction, m.text) for m in thread] == [("in", "Dạ, mai tôi mang đến.")]
+
+
+def test_a_sticker_or_a_reload_while_writing_feedback_asks_for_the_feedback_again(
+    chat: Chat, engine: Engine
+) -> None:
+    """The menu shown here while the step stayed `feedback` filed the next menu choice
+    ("Tra cứu hồ sơ") as feedback to the agency."""
+    chat.send("/start")
+    chat.press("menu:feedback")
+    for unexpected in (chat.send(unsupported=True), chat.press("nav:resume")):
+        assert "viết phản ánh, kiến nghị" in said(unexpected)
+        assert "menu:submit" not in buttons(unexpected)
+    assert "Phản ánh đã được ghi nhận" in said(chat.send("Tra cứu hồ sơ"))
+    with Session(engine) as session:
+        assert session.execute(select(Feedback.text)).scalar_one() == "Tra cứu hồ sơ"
