@@ -37,9 +37,10 @@ from aiogram.types import (
 )
 from pydantic import BaseModel
 
-from core.conversation import Button, Incoming, IncomingFile, Reply
+from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.messages import render
+from core.replies import Button, Reply
 from storage.db import run_db, session_scope
 from storage.inbound import first_delivery, park_album_part, take_album
 from storage.intake import album_incoming, converse

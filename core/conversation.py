@@ -21,9 +21,10 @@ from core.codes import parse_code
 from core.documents import CheckedDocument, DocumentProblem, check_document
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
-from core.notices import format_fee, render_notice
+from core.notices import format_fee
 from core.phone import normalize_phone
 from core.qr import code_in_lookup_url, read_qr_codes
+from core.replies import Button, Reply
 
 # ---------------------------------------------------------------------------- what goes in / out
 
@@ -43,20 +44,6 @@ class Incoming:
     files: tuple[IncomingFile, ...] = ()
     phone: str = ""  # a shared contact
     unsupported: bool = False  # sticker, voice, location… anything this dialogue cannot use
-
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    data: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    image_png: bytes | None = None
-    ask_contact: bool = False  # show the channel's "share my phone number" button
 
 
 @dataclass(frozen=True)
@@ -652,30 +639,6 @@ def _on_supplement_review(
     code = c.supplement
     c.supplement, c.supplement_items, c.files, c.procedure = None, [], {}, None
     return [Reply(_t(c, "supplement_sent", code=code)), _enter(c, Step.MENU, catalog)]
-
-
-def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
-    """The 1–5 buttons sent with the rating request when a dossier ends."""
-    return (tuple(Button("⭐" * n, f"rate:{code}:{n}") for n in range(1, 6)),)
-
-
-RATING_REQUEST = "notice.rating_request"
-DESK_REPLY = "notice.reply"
-SUPPLEMENT_NOTICES = frozenset({"notice.supplement_requested", "remind.supplement_missing"})
-
-
-def notice_reply(key: str, values: dict[str, Any], lang: str = "vi") -> Reply:
-    """What a chat channel sends for one outbox notice: the text, plus the buttons that lead
-    back into this dialogue (rate 1–5; send the supplement)."""
-    text = render_notice(key, values, lang)
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    if key == RATING_REQUEST:
-        buttons = rating_buttons(str(values["code"]), lang)
-    elif key in SUPPLEMENT_NOTICES:  # one tap from the notice to sending the missing papers
-        buttons = ((Button(render("chat.button.supplement", lang), "menu:supplement"),),)
-    elif key == DESK_REPLY:  # the citizen can answer the officer in the same thread
-        buttons = ((Button(render("chat.button.reply_desk", lang), f"reply:{values['code']}"),),)
-    return Reply(text, buttons)
 
 
 def _rate(c: Conversation, data: str, catalog: Catalog, bo: Backoffice) -> list[Reply]:

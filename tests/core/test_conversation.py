@@ -20,8 +20,10 @@ from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
-from core.conversation import Incoming, IncomingFile, Reply, rating_buttons
+from core.conversation import Incoming, IncomingFile
 from core.dossier import Action, Actor, Command, MissingItem
+from core.notices import rating_buttons
+from core.replies import Reply
 from storage.db import make_engine, session_scope
 from storage.dossiers import apply_command
 from storage.intake import converse
@@ -372,7 +374,7 @@ def test_a_photo_of_the_receipt_qr_looks_the_dossier_up(chat: Chat) -> None:
 
 
 def test_the_citizen_answers_the_desk_in_the_dossier_thread(chat: Chat, engine: Engine) -> None:
-    from core.conversation import notice_reply
+    from core.notices import notice_reply
     from storage.models import ThreadMessage
 
     submit_through(chat, "khai-sinh", search="khai sinh")
