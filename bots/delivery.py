@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.engine import Engine
 
-from core.conversation import Reply, notice_reply
+from core.notices import notice_reply
+from core.replies import Reply
 from core.sms import sms_parts
 from storage.db import session_scope, single_statements
 from storage.outbox import claim, mark_dead, mark_sent, reroute_to_sms, retry_later

@@ -38,9 +38,10 @@ from aiogram.types import (
 )
 from pydantic import BaseModel
 
-from core.conversation import Button, Incoming, IncomingFile, Reply
+from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.messages import render
+from core.replies import Button, Reply
 from storage.db import run_db, session_scope, single_statements
 from storage.inbound import (
     OwedReplies,

@@ -2,6 +2,8 @@
 
 `handle(conversation, incoming, ...)` takes what the citizen sent and returns what to answer; the
 transport translates its own updates into `Incoming` and `Reply` back into its own messages.
+Every step of the dialogue (`Step`) is declared once, in `STEPS` at the end of this module: how it
+takes an input, what it asks, and where "back" leads.
 Dialogue state holds only dialogue; anything that reaches the back office (files, dossiers,
 lookups) goes through the `Backoffice` protocol, implemented over storage in `storage.intake`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from core.catalog import Catalog, DocumentComponent, Procedure
@@ -18,9 +21,10 @@ from core.codes import parse_code
 from core.documents import CheckedDocument, DocumentProblem, StorageUnavailable, check_document
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
-from core.notices import format_fee, render_notice
+from core.notices import format_fee
 from core.phone import normalize_phone
 from core.qr import code_in_lookup_url, read_qr_codes
+from core.replies import Button, Reply
 
 # ---------------------------------------------------------------------------- what goes in / out
 
@@ -40,20 +44,6 @@ class Incoming:
     files: tuple[IncomingFile, ...] = ()
     phone: str = ""  # a shared contact
     unsupported: bool = False  # sticker, voice, location… anything this dialogue cannot use
-
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    data: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    image_png: bytes | None = None
-    ask_contact: bool = False  # show the channel's "share my phone number" button
 
 
 @dataclass(frozen=True)
@@ -90,11 +80,30 @@ class SupplementRequest:
 # ---------------------------------------------------------------------------- dialogue state
 
 
+class Step(StrEnum):
+    """Where the citizen is. Stored by value in the conversation state: never rename a value."""
+
+    MENU = "menu"
+    CHOOSE_PROCEDURE = "choose_procedure"
+    REQUIREMENTS = "requirements"  # what the procedure needs, before starting
+    CHOOSE_AGENCY = "choose_agency"
+    NAME = "name"
+    PHONE = "phone"
+    DOCUMENTS = "documents"  # one paper after another (`Conversation.component`)
+    REVIEW = "review"
+    LOOKUP = "lookup"
+    SUPPLEMENT = "supplement"  # the papers the desk asked for, one after another
+    SUPPLEMENT_REVIEW = "supplement_review"
+    RATING_COMMENT = "rating_comment"
+    FEEDBACK = "feedback"
+    REPLY_DESK = "reply_desk"  # writing to the desk about `Conversation.replying`
+
+
 @dataclass
 class Conversation:
     """Where the citizen is in the dialogue and what they have given so far (JSON-safe)."""
 
-    step: str = "menu"
+    step: Step = Step.MENU
     lang: str = "vi"
     procedure: str | None = None
     agency: str | None = None
@@ -116,8 +125,15 @@ class Conversation:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Conversation:
-        """From freshly decoded JSON (the dialogue then owns and mutates what it holds)."""
-        return cls(**{k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__})
+        """From freshly decoded JSON (the dialogue then owns and mutates what it holds).
+
+        A step this version does not know (stored by an older or newer one) starts at the menu."""
+        values = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        try:
+            values["step"] = Step(values.get("step", Step.MENU))
+        except ValueError:
+            values["step"] = Step.MENU
+        return cls(**values)
 
     def start_draft(self, procedure: str) -> None:
         self.procedure, self.agency, self.component, self.files = procedure, None, 0, {}
@@ -147,46 +163,55 @@ def handle(
         payload = incoming.text.strip()[len("/start") :].strip()
         return _start(c, payload, catalog)
     if command in MENU_WORDS or command == "menu:home":
-        c.step = "menu"
-        return [_menu(c)]
+        return [_enter(c, Step.MENU, catalog)]
     if command in CANCEL_WORDS or command == "nav:cancel":
-        c.step, c.procedure, c.files = "menu", None, {}
-        c.supplement, c.supplement_items = None, []
-        return [Reply(_t(c, "cancelled")), _menu(c)]
+        c.procedure, c.files, c.supplement, c.supplement_items = None, {}, None, []
+        return [Reply(_t(c, "cancelled")), _enter(c, Step.MENU, catalog)]
     if command in BACK_WORDS or command == "nav:back":
-        return _back(c, catalog)
+        return [_back(c, catalog)]
     if command == "nav:resume":  # a page reloaded: ask again what the current step asks
-        return _prompt(c, catalog)
+        return [_prompt(c, catalog)]
     if incoming.button.startswith("reply:"):  # "answer the desk" comes with a desk's message
-        c.step, c.replying = "reply_desk", incoming.button.removeprefix("reply:")
-        return [
-            Reply(
-                _t(c, "reply_desk_ask", code=c.replying), ((_button(c, "cancel", "nav:cancel"),),)
-            )
-        ]
+        c.replying = incoming.button.removeprefix("reply:")
+        return [_enter(c, Step.REPLY_DESK, catalog)]
     if incoming.button.startswith("rate:"):  # rating buttons come with a pushed notice
-        return _rate(c, incoming.button, backoffice)
+        return _rate(c, incoming.button, catalog, backoffice)
     if incoming.button.startswith("menu:"):  # menu buttons work from any step
         return _on_menu(c, incoming, catalog, backoffice)
     if incoming.unsupported:
-        return [Reply(_t(c, "unsupported")), *_prompt(c, catalog)]
-    step = _STEPS.get(c.step, _on_menu)
-    return step(c, incoming, catalog, backoffice)
+        return [Reply(_t(c, "unsupported")), _prompt(c, catalog)]
+    return STEPS[c.step].handle(c, incoming, catalog, backoffice)
+
+
+def _enter(c: Conversation, step: Step, catalog: Catalog) -> Reply:
+    """Move to `step` and ask what it asks."""
+    c.step = step
+    return _prompt(c, catalog)
+
+
+def _prompt(c: Conversation, catalog: Catalog) -> Reply:
+    """What the current step asks for (on entering, after back, a reload, an unexpected input)."""
+    return STEPS[c.step].prompt(c, catalog)
+
+
+def _back(c: Conversation, catalog: Catalog) -> Reply:
+    """One step back, keeping what was given."""
+    c.editing = False
+    back = STEPS[c.step].back
+    return _enter(c, back if isinstance(back, Step) else back(c, catalog), catalog)
 
 
 def _start(c: Conversation, payload: str, catalog: Catalog) -> list[Reply]:
     """/start, optionally with a deep-link payload naming a procedure (its slug or code)."""
-    c.step = "menu"
-    replies = [Reply(_t(c, "welcome"))]
+    welcome = Reply(_t(c, "welcome"))
     for procedure in catalog.procedures.values():
         if payload and payload in (procedure.slug, procedure.code):
             c.start_draft(procedure.code)
-            c.step = "requirements"
-            return [*replies, _requirements(c, procedure, catalog)]
-    return [*replies, _menu(c)]
+            return [welcome, _enter(c, Step.REQUIREMENTS, catalog)]
+    return [welcome, _enter(c, Step.MENU, catalog)]
 
 
-def _menu(c: Conversation) -> Reply:
+def _menu(c: Conversation, catalog: Catalog) -> Reply:
     return Reply(
         _t(c, "menu"),
         (
@@ -201,31 +226,28 @@ def _menu(c: Conversation) -> Reply:
 def _on_menu(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     match i.button:
         case "menu:submit":
-            c.step = "choose_procedure"
-            return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
+            return [_enter(c, Step.CHOOSE_PROCEDURE, catalog)]
         case "menu:lookup":
-            c.step = "lookup"
-            return [Reply(_t(c, "lookup_ask"), ((_button(c, "menu", "menu:home"),),))]
+            return [_enter(c, Step.LOOKUP, catalog)]
         case "menu:mine":
             return [_my_dossiers(c, bo)]
         case "menu:supplement":
             return _start_supplement(c, catalog, bo)
         case "menu:feedback":
-            c.step = "feedback"
-            return [Reply(_t(c, "feedback_ask"), ((_button(c, "cancel", "nav:cancel"),),))]
-        case "menu:language":
+            return [_enter(c, Step.FEEDBACK, catalog)]
+        case "menu:language":  # from any step: ask the same again, in the other language
             c.lang = "en" if c.lang == "vi" else "vi"
-            return [_menu(c)]
+            return [_prompt(c, catalog)]
     if i.text and parse_code(i.text):
         return [_lookup_reply(c, i.text, bo)]
     if i.files:  # a photo in the menu: most likely the QR code of a receipt
-        return [_lookup_by_photo(c, i.files, bo), _menu(c)]
+        return [_lookup_by_photo(c, i.files, bo), _menu(c, catalog)]
     if i.text:
         found = catalog.search(i.text)
         if found:
-            c.step = "choose_procedure"
+            c.step = Step.CHOOSE_PROCEDURE
             return _choose_from(c, found, catalog)
-    return [Reply(_t(c, "menu_hint")), _menu(c)]
+    return [Reply(_t(c, "menu_hint")), _enter(c, Step.MENU, catalog)]
 
 
 def _procedure_list(
@@ -243,11 +265,14 @@ def _procedure_list(
     return Reply("\n".join(lines), tuple(rows))
 
 
+def _every_procedure(c: Conversation, catalog: Catalog) -> Reply:
+    return _procedure_list(c, catalog, list(catalog.procedures.values()), "choose")
+
+
 def _choose_from(c: Conversation, found: list[Procedure], catalog: Catalog) -> list[Reply]:
     if len(found) == 1:
         c.start_draft(found[0].code)
-        c.step = "requirements"
-        return [_requirements(c, found[0], catalog)]
+        return [_enter(c, Step.REQUIREMENTS, catalog)]
     return [_procedure_list(c, catalog, found, "found")]
 
 
@@ -262,13 +287,13 @@ def _on_choose_procedure(
             return _choose_from(c, found, catalog)
         return [
             Reply(_t(c, "procedure_not_found", text=i.text.strip())),
-            _procedure_list(c, catalog, list(catalog.procedures.values()), "choose"),
+            _every_procedure(c, catalog),
         ]
-    return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
+    return [_every_procedure(c, catalog)]
 
 
-def _requirements(c: Conversation, procedure: Procedure, catalog: Catalog) -> Reply:
-    lang = c.lang
+def _requirements(c: Conversation, catalog: Catalog) -> Reply:
+    procedure, lang = catalog.procedure(c.procedure or ""), c.lang
     papers = "\n".join(
         _t(c, "paper_required" if comp.required else "paper_optional", name=comp.name.get(lang))
         for comp in procedure.components
@@ -296,15 +321,13 @@ def _requirements(c: Conversation, procedure: Procedure, catalog: Catalog) -> Re
 
 
 def _on_requirements(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
-    procedure = catalog.procedure(c.procedure or "")
     if i.button == "req:start":
-        agencies = catalog.receiving_agencies(procedure)
+        agencies = catalog.receiving_agencies(catalog.procedure(c.procedure or ""))
         if len(agencies) == 1:
             c.agency = agencies[0].code
             return _ask_name(c, catalog)
-        c.step = "choose_agency"
-        return _prompt(c, catalog)
-    return [Reply(_t(c, "press_start")), _requirements(c, procedure, catalog)]
+        return [_enter(c, Step.CHOOSE_AGENCY, catalog)]
+    return [Reply(_t(c, "press_start")), _requirements(c, catalog)]
 
 
 def _agency_choice(c: Conversation, catalog: Catalog) -> Reply:
@@ -330,8 +353,12 @@ def _on_choose_agency(
 def _ask_name(c: Conversation, catalog: Catalog) -> list[Reply]:
     if c.editing:
         return _review(c, catalog)
-    c.step = "name"
-    return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
+    return [_enter(c, Step.NAME, catalog)]
+
+
+def _name_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    """No back button when changing the name from the review: back leads to the requirements."""
+    return Reply(_t(c, "ask_name"), () if c.editing else ((_button(c, "back", "nav:back"),),))
 
 
 def _on_name(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -339,7 +366,7 @@ def _on_name(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> 
         return _name_given(c, catalog, c.offer["name"], c.offer["id_number"])
     if i.button == "cccd:type":
         c.offer = {}
-        return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
+        return [_name_prompt(c, catalog)]
     if i.files:
         return [_cccd_offer(c, i.files)]
     name = " ".join(i.text.split())
@@ -370,11 +397,10 @@ def _name_given(c: Conversation, catalog: Catalog, name: str, id_number: str) ->
     c.id_number = id_number if any(p.optional_with_id_number for p in procedure.components) else ""
     if c.editing:
         return _review(c, catalog)
-    c.step = "phone"
-    return [_phone_prompt(c)]
+    return [_enter(c, Step.PHONE, catalog)]
 
 
-def _phone_prompt(c: Conversation) -> Reply:
+def _phone_prompt(c: Conversation, catalog: Catalog) -> Reply:
     return Reply(_t(c, "ask_phone"), ((_button(c, "back", "nav:back"),),), ask_contact=True)
 
 
@@ -385,8 +411,8 @@ def _on_phone(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) ->
     c.phone = phone
     if c.editing:
         return _review(c, catalog)
-    c.step, c.component = "documents", 0
-    return [_document_prompt(c, catalog)]
+    c.component = 0
+    return [_enter(c, Step.DOCUMENTS, catalog)]
 
 
 def _required(c: Conversation, comp: DocumentComponent) -> bool:
@@ -486,8 +512,8 @@ def _next_component(c: Conversation, catalog: Catalog) -> list[Reply]:
 
 
 def _review(c: Conversation, catalog: Catalog) -> list[Reply]:
-    c.step, c.editing = "review", False
-    return [_review_reply(c, catalog)]
+    c.editing = False
+    return [_enter(c, Step.REVIEW, catalog)]
 
 
 def _review_reply(c: Conversation, catalog: Catalog) -> Reply:
@@ -521,14 +547,14 @@ def _on_review(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -
         case "review:submit":
             return _submit(c, catalog, bo)
         case "edit:name":
-            c.step, c.editing = "name", True
-            return [Reply(_t(c, "ask_name"))]
+            c.editing = True
+            return [_enter(c, Step.NAME, catalog)]
         case "edit:phone":
-            c.step, c.editing = "phone", True
-            return [_phone_prompt(c)]
+            c.editing = True
+            return [_enter(c, Step.PHONE, catalog)]
         case "edit:documents":
-            c.step, c.component = "documents", 0
-            return [_document_prompt(c, catalog)]
+            c.component = 0
+            return [_enter(c, Step.DOCUMENTS, catalog)]
     return [Reply(_t(c, "review_hint")), _review_reply(c, catalog)]
 
 
@@ -542,20 +568,20 @@ def _submit(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     if missing:
         return [Reply(_t(c, "still_missing", papers=", ".join(missing))), _review_reply(c, catalog)]
     submitted = bo.submit(c)
-    c.step, c.procedure, c.agency, c.files, c.component = "menu", None, None, {}, 0
+    c.procedure, c.agency, c.files, c.component = None, None, {}, 0
     text = _t(c, "submitted", code=submitted.code, url=submitted.lookup_url)
-    return [Reply(text, image_png=submitted.qr_png), _menu(c)]
+    return [Reply(text, image_png=submitted.qr_png), _enter(c, Step.MENU, catalog)]
 
 
 def _start_supplement(c: Conversation, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     request = bo.open_supplement()
-    if request is None:
-        return [Reply(_t(c, "no_supplement")), _menu(c)]
-    c.step, c.component, c.files = "supplement", 0, {}
+    if request is None:  # from any step: say so, then ask the same again
+        return [Reply(_t(c, "no_supplement")), _prompt(c, catalog)]
+    c.component, c.files = 0, {}
     c.supplement, c.procedure = request.code, request.procedure
     c.supplement_items = [[code, reason] for code, reason in request.items]
     return [Reply(_t(c, "supplement_intro", code=request.code, n=len(request.items))),
-            _supplement_prompt(c, catalog)]  # fmt: skip
+            _enter(c, Step.SUPPLEMENT, catalog)]  # fmt: skip
 
 
 def _supplement_prompt(c: Conversation, catalog: Catalog) -> Reply:
@@ -592,8 +618,7 @@ def _next_item(c: Conversation, catalog: Catalog) -> list[Reply]:
     if c.component + 1 < len(c.supplement_items):
         c.component += 1
         return [_supplement_prompt(c, catalog)]
-    c.step = "supplement_review"
-    return [_supplement_review(c, catalog)]
+    return [_enter(c, Step.SUPPLEMENT_REVIEW, catalog)]
 
 
 def _supplement_review(c: Conversation, catalog: Catalog) -> Reply:
@@ -616,40 +641,36 @@ def _on_supplement_review(
         return [_supplement_review(c, catalog)]
     bo.resubmit(c)
     code = c.supplement
-    c.step, c.supplement, c.supplement_items, c.files, c.procedure = "menu", None, [], {}, None
-    return [Reply(_t(c, "supplement_sent", code=code)), _menu(c)]
+    c.supplement, c.supplement_items, c.files, c.procedure = None, [], {}, None
+    return [Reply(_t(c, "supplement_sent", code=code)), _enter(c, Step.MENU, catalog)]
 
 
-def rating_buttons(code: str, lang: str) -> tuple[tuple[Button, ...], ...]:
-    """The 1–5 buttons sent with the rating request when a dossier ends."""
-    return (tuple(Button("⭐" * n, f"rate:{code}:{n}") for n in range(1, 6)),)
-
-
-RATING_REQUEST = "notice.rating_request"
-DESK_REPLY = "notice.reply"
-SUPPLEMENT_NOTICES = frozenset({"notice.supplement_requested", "remind.supplement_missing"})
-
-
-def notice_reply(key: str, values: dict[str, Any], lang: str = "vi") -> Reply:
-    """What a chat channel sends for one outbox notice: the text, plus the buttons that lead
-    back into this dialogue (rate 1–5; send the supplement)."""
-    text = render_notice(key, values, lang)
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    if key == RATING_REQUEST:
-        buttons = rating_buttons(str(values["code"]), lang)
-    elif key in SUPPLEMENT_NOTICES:  # one tap from the notice to sending the missing papers
-        buttons = ((Button(render("chat.button.supplement", lang), "menu:supplement"),),)
-    elif key == DESK_REPLY:  # the citizen can answer the officer in the same thread
-        buttons = ((Button(render("chat.button.reply_desk", lang), f"reply:{values['code']}"),),)
-    return Reply(text, buttons)
-
-
-def _rate(c: Conversation, data: str, bo: Backoffice) -> list[Reply]:
+def _rate(c: Conversation, data: str, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     code, _, stars = data.removeprefix("rate:").rpartition(":")
     if not stars.isdigit() or not 1 <= int(stars) <= 5 or not bo.rate(code, int(stars)):
-        return [Reply(_t(c, "rating_refused")), _menu(c)]
-    c.step, c.rating = "rating_comment", code
-    return [Reply(_t(c, "rating_thanks"), ((_button(c, "skip", "rating:skip"),),))]
+        return [Reply(_t(c, "rating_refused")), _prompt(c, catalog)]  # the step goes on
+    c.rating = code
+    return [_enter(c, Step.RATING_COMMENT, catalog)]
+
+
+def _rating_comment_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    return Reply(_t(c, "rating_thanks"), ((_button(c, "skip", "rating:skip"),),))
+
+
+def _on_rating_comment(
+    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
+) -> list[Reply]:
+    """Anything ends the step: a text is the comment, "skip" (or a photo) is no comment."""
+    if i.text.strip() and c.rating:
+        bo.comment_rating(c.rating, i.text.strip()[:2000])
+    c.rating = None
+    return [Reply(_t(c, "rating_done")), _enter(c, Step.MENU, catalog)]
+
+
+def _reply_desk_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    return Reply(
+        _t(c, "reply_desk_ask", code=c.replying or ""), ((_button(c, "cancel", "nav:cancel"),),)
+    )
 
 
 def _on_reply_desk(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -657,19 +678,13 @@ def _on_reply_desk(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffic
     text = i.text.strip()
     if not text or i.files:
         return [Reply(_t(c, "reply_desk_text_only"), ((_button(c, "cancel", "nav:cancel"),),))]
-    code, c.step, c.replying = c.replying or "", "menu", None
-    if not bo.message_desk(code, text[:3000]):
-        return [Reply(_t(c, "reply_desk_refused")), _menu(c)]
-    return [Reply(_t(c, "reply_desk_sent", code=code)), _menu(c)]
+    code, c.replying = c.replying or "", None
+    answer = "reply_desk_sent" if bo.message_desk(code, text[:3000]) else "reply_desk_refused"
+    return [Reply(_t(c, answer, code=code)), _enter(c, Step.MENU, catalog)]
 
 
-def _on_rating_comment(
-    c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
-) -> list[Reply]:
-    if i.text.strip() and c.rating:
-        bo.comment_rating(c.rating, i.text.strip()[:2000])
-    c.step, c.rating = "menu", None
-    return [Reply(_t(c, "rating_done")), _menu(c)]
+def _feedback_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    return Reply(_t(c, "feedback_ask"), ((_button(c, "cancel", "nav:cancel"),),))
 
 
 def _on_feedback(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -685,10 +700,13 @@ def _on_feedback(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice)
             return [Reply(_t(c, "storage_busy"))]
     text = i.text.strip()
     if not text and not stored:
-        return [Reply(_t(c, "feedback_ask"))]
+        return [_feedback_prompt(c, catalog)]
     bo.feedback(text[:4000], stored)
-    c.step = "menu"
-    return [Reply(_t(c, "feedback_thanks")), _menu(c)]
+    return [Reply(_t(c, "feedback_thanks")), _enter(c, Step.MENU, catalog)]
+
+
+def _lookup_prompt(c: Conversation, catalog: Catalog) -> Reply:
+    return Reply(_t(c, "lookup_ask"), ((_button(c, "menu", "menu:home"),),))
 
 
 def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -696,7 +714,7 @@ def _on_lookup(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -
     if i.files:
         return [_lookup_by_photo(c, i.files, bo), again]
     if not i.text.strip():
-        return [Reply(_t(c, "lookup_ask"))]
+        return [_lookup_prompt(c, catalog)]
     return [_lookup_reply(c, i.text, bo), again]
 
 
@@ -739,67 +757,55 @@ def _my_dossiers(c: Conversation, bo: Backoffice) -> Reply:
     return Reply("\n\n".join([_t(c, "mine"), *(_status_text(c, s) for s in mine)]))
 
 
-def _back(c: Conversation, catalog: Catalog) -> list[Reply]:
-    """One step back, keeping what was given."""
-    c.editing = False
-    match c.step:
-        case "requirements" | "lookup":
-            c.step = "choose_procedure" if c.step == "requirements" else "menu"
-        case "choose_agency" | "name":
-            c.step = "requirements"
-        case "phone":
-            c.step = "name"
-        case "documents" if c.component > 0:
-            c.component -= 1
-        case "documents":
-            c.step = "phone"
-        case "review":
-            c.step = "documents"
-            c.component = len(catalog.procedure(c.procedure or "").components) - 1
-        case _:
-            c.step = "menu"
-    return _prompt(c, catalog)
+def _back_from_documents(c: Conversation, catalog: Catalog) -> Step:
+    """The previous paper; before the first one, the phone number."""
+    if c.component > 0:
+        c.component -= 1
+        return Step.DOCUMENTS
+    return Step.PHONE
 
 
-def _prompt(c: Conversation, catalog: Catalog) -> list[Reply]:
-    """What the current step asks for (after back, or after an unexpected input)."""
-    match c.step:
-        case "choose_procedure":
-            return [_procedure_list(c, catalog, list(catalog.procedures.values()), "choose")]
-        case "requirements":
-            return [_requirements(c, catalog.procedure(c.procedure or ""), catalog)]
-        case "choose_agency":
-            return [_agency_choice(c, catalog)]
-        case "name":
-            return [Reply(_t(c, "ask_name"), ((_button(c, "back", "nav:back"),),))]
-        case "phone":
-            return [_phone_prompt(c)]
-        case "documents":
-            return [_document_prompt(c, catalog)]
-        case "review":
-            return [_review_reply(c, catalog)]
-        case "lookup":
-            return [Reply(_t(c, "lookup_ask"))]
-        case "supplement":
-            return [_supplement_prompt(c, catalog)]
-        case "supplement_review":
-            return [_supplement_review(c, catalog)]
-    return [_menu(c)]
+def _back_from_review(c: Conversation, catalog: Catalog) -> Step:
+    """The last paper."""
+    c.component = len(catalog.procedure(c.procedure or "").components) - 1
+    return Step.DOCUMENTS
 
 
-_STEPS = {
-    "menu": _on_menu,
-    "choose_procedure": _on_choose_procedure,
-    "requirements": _on_requirements,
-    "choose_agency": _on_choose_agency,
-    "name": _on_name,
-    "phone": _on_phone,
-    "documents": _on_documents,
-    "review": _on_review,
-    "lookup": _on_lookup,
-    "supplement": _on_supplement,
-    "supplement_review": _on_supplement_review,
-    "rating_comment": _on_rating_comment,
-    "feedback": _on_feedback,
-    "reply_desk": _on_reply_desk,
-}
+# ---------------------------------------------------------------------------- the steps
+
+Handler = Callable[[Conversation, Incoming, Catalog, Backoffice], list[Reply]]
+Prompt = Callable[[Conversation, Catalog], Reply]
+
+
+@dataclass(frozen=True)
+class StepEntry:
+    """Everything one step does; every field is required, so no step lacks a prompt or a back."""
+
+    handle: Handler  # an ordinary input (menu words, cancel, back, reload come before, in `handle`)
+    prompt: Prompt  # what it asks: on entering, after back, a reload or an unexpected input
+    back: Step | Callable[[Conversation, Catalog], Step]  # where "back" leads
+
+
+def _every_step(table: dict[Step, StepEntry]) -> dict[Step, StepEntry]:
+    """The table, refused at import when a step has no entry."""
+    if missing := set(Step) - table.keys():
+        raise TypeError(f"steps without an entry in STEPS: {sorted(missing)}")
+    return table
+
+
+STEPS = _every_step({
+    Step.MENU: StepEntry(_on_menu, _menu, back=Step.MENU),
+    Step.CHOOSE_PROCEDURE: StepEntry(_on_choose_procedure, _every_procedure, back=Step.MENU),
+    Step.REQUIREMENTS: StepEntry(_on_requirements, _requirements, back=Step.CHOOSE_PROCEDURE),
+    Step.CHOOSE_AGENCY: StepEntry(_on_choose_agency, _agency_choice, back=Step.REQUIREMENTS),
+    Step.NAME: StepEntry(_on_name, _name_prompt, back=Step.REQUIREMENTS),
+    Step.PHONE: StepEntry(_on_phone, _phone_prompt, back=Step.NAME),
+    Step.DOCUMENTS: StepEntry(_on_documents, _document_prompt, back=_back_from_documents),
+    Step.REVIEW: StepEntry(_on_review, _review_reply, back=_back_from_review),
+    Step.LOOKUP: StepEntry(_on_lookup, _lookup_prompt, back=Step.MENU),
+    Step.SUPPLEMENT: StepEntry(_on_supplement, _supplement_prompt, back=Step.MENU),
+    Step.SUPPLEMENT_REVIEW: StepEntry(_on_supplement_review, _supplement_review, back=Step.MENU),
+    Step.RATING_COMMENT: StepEntry(_on_rating_comment, _rating_comment_prompt, back=Step.MENU),
+    Step.FEEDBACK: StepEntry(_on_feedback, _feedback_prompt, back=Step.MENU),
+    Step.REPLY_DESK: StepEntry(_on_reply_desk, _reply_desk_prompt, back=Step.MENU),
+})  # fmt: skip

@@ -21,9 +21,10 @@ from core.catalog import Agency as Agency_
 from core.catalog import Catalog, Text
 from core.catalog import Procedure as Procedure_
 from core.codes import format_code, parse_code
-from core.conversation import RATING_REQUEST, SupplementRequest
+from core.conversation import SupplementRequest
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.lookup import PublicStatus
+from core.notices import RATING_REQUEST
 from storage.models import (
     Agency,
     ChannelIdentity,

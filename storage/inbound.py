@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
-from core.conversation import Button, Reply
+from core.replies import Button, Reply
 from storage.models import AlbumPart, InboundEvent, UTCDateTime, utcnow
 
 

@@ -19,7 +19,6 @@ from core.conversation import (
     Conversation,
     Incoming,
     IncomingFile,
-    Reply,
     Submitted,
     SupplementRequest,
     handle,
@@ -28,6 +27,7 @@ from core.documents import CheckedDocument
 from core.dossier import CLOSED, Action, Actor, Command, Status
 from core.lookup import PublicStatus
 from core.qr import lookup_url, qr_png
+from core.replies import Reply
 from storage.dossiers import (
     apply_command,
     citizen_public_statuses,

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
-from core.conversation import RATING_REQUEST
+from core.notices import RATING_REQUEST
 from storage.models import Citizen, Dossier, OutboxMessage
 
 MAX_ATTEMPTS = 8

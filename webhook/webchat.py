@@ -17,8 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from core.conversation import Incoming, IncomingFile, Reply, notice_reply
+from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
+from core.notices import notice_reply
+from core.replies import Reply
 from storage.db import run_db, session_scope
 from storage.inbound import first_delivery, owe_replies, stored_replies
 from storage.intake import converse

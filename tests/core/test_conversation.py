@@ -20,8 +20,10 @@ from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
-from core.conversation import Incoming, IncomingFile, Reply, rating_buttons
+from core.conversation import Incoming, IncomingFile
 from core.dossier import Action, Actor, Command, MissingItem
+from core.notices import rating_buttons
+from core.replies import Reply
 from storage.db import make_engine, session_scope
 from storage.dossiers import apply_command
 from storage.intake import converse
@@ -372,7 +374,7 @@ def test_a_photo_of_the_receipt_qr_looks_the_dossier_up(chat: Chat) -> None:
 
 
 def test_the_citizen_answers_the_desk_in_the_dossier_thread(chat: Chat, engine: Engine) -> None:
-    from core.conversation import notice_reply
+    from core.notices import notice_reply
     from storage.models import ThreadMessage
 
     submit_through(chat, "khai-sinh", search="khai sinh")
@@ -388,3 +390,18 @@ def test_the_citizen_answers_the_desk_in_the_dossier_thread(chat: Chat, engine: 
     with Session(engine) as session:
         thread = list(session.execute(select(ThreadMessage)).scalars())
     assert [(m.direction, m.text) for m in thread] == [("in", "Dạ, mai tôi mang đến.")]
+
+
+def test_a_sticker_or_a_reload_while_writing_feedback_asks_for_the_feedback_again(
+    chat: Chat, engine: Engine
+) -> None:
+    """The menu shown here while the step stayed `feedback` filed the next menu choice
+    ("Tra cứu hồ sơ") as feedback to the agency."""
+    chat.send("/start")
+    chat.press("menu:feedback")
+    for unexpected in (chat.send(unsupported=True), chat.press("nav:resume")):
+        assert "viết phản ánh, kiến nghị" in said(unexpected)
+        assert "menu:submit" not in buttons(unexpected)
+    assert "Phản ánh đã được ghi nhận" in said(chat.send("Tra cứu hồ sơ"))
+    with Session(engine) as session:
+        assert session.execute(select(Feedback.text)).scalar_one() == "Tra cứu hồ sơ"
