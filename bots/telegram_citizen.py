@@ -38,6 +38,7 @@ from aiogram.types import (
 )
 from pydantic import BaseModel
 
+from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.messages import render
@@ -56,7 +57,7 @@ from storage.intake import album_incoming, converse
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
-CHANNEL = "telegram"
+CHANNEL = Channel.TELEGRAM
 DOCUMENT_TYPES = ("image/", "application/pdf")
 
 

@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
+from core.channels import Channel
 from core.dossier import Action, Actor, Command, MissingItem
 from core.messages import render
 from storage.dossiers import apply_command, count_dossiers, submit_dossier
@@ -40,7 +41,7 @@ def seed_demo(
             procedure_code=procedure.code,
             agency_code=agency.code,
             citizen_id=None,
-            channel="web",
+            channel=Channel.WEB,
             at=now - timedelta(minutes=5),
         )
         assert dossier.id is not None

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
 from core.calendar import VN_TZ, WorkingCalendar, to_local
+from core.channels import Channel
 from core.codes import parse_code
 from core.dossier import AWAITING_DESK, RUNNING, Status
 from core.phone import normalize_phone
@@ -266,7 +267,10 @@ def _start_of(day: date) -> datetime:
 
 REMINDERS_QUERY = (
     select(col(OutboxMessage.template), col(OutboxMessage.values))
-    .where(col(OutboxMessage.channel) == "panel", col(OutboxMessage.recipient) == _param("agency"))
+    .where(
+        col(OutboxMessage.channel) == Channel.PANEL,
+        col(OutboxMessage.recipient) == _param("agency"),
+    )
     .order_by(col(OutboxMessage.id).desc())
     .limit(10)
 )

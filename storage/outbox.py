@@ -24,16 +24,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
-from core.notices import RATING_REQUEST
+from core.channels import Channel, sms_fallback
 from storage.models import Citizen, Dossier, OutboxMessage
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=15)
 BACKOFF_CAP = timedelta(hours=1)
-SMS = "sms"
-# A chat channel whose failure may fall back to SMS, and messages that make no sense by SMS.
-CHAT_CHANNELS = frozenset({"telegram", "zalo"})
-NOT_BY_SMS = frozenset({RATING_REQUEST})
 
 _OUTBOX: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
 
@@ -206,7 +202,7 @@ def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str
     if message.citizen_id is not None:
         citizen = session.get(Citizen, message.citizen_id)
         phone = citizen.phone if citizen is not None else None
-    if phone is None or message.channel not in CHAT_CHANNELS or message.template in NOT_BY_SMS:
+    if phone is None or not sms_fallback(message.channel, message.template, phone):
         mark_dead(session, message.id, error)
         return "dead"
     session.execute(
@@ -217,7 +213,7 @@ def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str
     add_message(
         session,
         key=f"{message.idempotency_key}:sms",
-        channel=SMS,
+        channel=Channel.SMS,
         recipient=phone,
         template=message.template,
         values=message.values,

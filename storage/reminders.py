@@ -12,6 +12,7 @@ from sqlmodel import Session, col
 
 from core.calendar import WorkingCalendar, to_local
 from core.catalog import Catalog
+from core.channels import Channel
 from core.dossier import RUNNING, Action, Status
 from core.reminders import (
     Deadline,
@@ -23,8 +24,6 @@ from core.reminders import (
 from storage.dossiers import feedback_agency, notify_citizen
 from storage.models import Dossier, Feedback, StatusEvent
 from storage.outbox import add_message
-
-PANEL = "panel"  # staff reminders: listed in the admin panel of the recipient agency
 
 
 def queue_reminders(
@@ -61,7 +60,7 @@ def _deadlines(session: Session, catalog: Catalog, calendar: WorkingCalendar, no
         queued += add_message(
             session,
             key=deadline_reminder_key(dossier.id, dossier.appointment_date, state, now),
-            channel=PANEL,
+            channel=Channel.PANEL,
             recipient=dossier.agency_code,
             template=f"remind.{state.value}",
             values={
@@ -119,7 +118,7 @@ def _feedback(session: Session, catalog: Catalog, calendar: WorkingCalendar, now
         queued += add_message(
             session,
             key=f"remind:feedback:{feedback.id}",
-            channel=PANEL,
+            channel=Channel.PANEL,
             recipient=feedback.agency_code
             or feedback_agency(session, catalog, feedback.citizen_id),
             template="remind.feedback_unanswered",

@@ -15,21 +15,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
+from bots.channels import make_senders
 from bots.delivery import (
     DeliveryError,
-    MailboxSender,
     MemoryThrottle,
     Outcome,
     RedisThrottle,
     Sender,
-    SmsSender,
-    TelegramSender,
-    Throttle,
     TryLater,
     deliver,
 )
+from core.channels import Channel
 from storage.db import session_scope, single_statements
 from storage.inbound import (
     REPLAY_WINDOW,
@@ -43,10 +39,9 @@ from storage.inbound import (
 )
 from storage.intake import album_incoming, converse
 from storage.outbox import release, take_due
-from storage.reminders import PANEL, queue_reminders
+from storage.reminders import queue_reminders
 from webhook.runtime import Runtime, build_runtime
 from webhook.settings import Settings, get_settings
-from webhook.webchat import CHANNEL as WEB_CHAT
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +51,6 @@ QUEUE = "hcc-notices"
 JOB_BATCH = 10
 REDIS_RETRY = timedelta(seconds=2)  # messages that could not be queued wait this long
 STALE_ALBUM = timedelta(seconds=30)  # an album unanswered this long lost its web process
-
-
-def make_senders(settings: Settings, throttle: Throttle) -> dict[str, Sender]:
-    """One sender per configured channel; a channel left out is "unreachable" (SMS fallback)."""
-    client = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
-    senders: dict[str, Sender] = {WEB_CHAT: MailboxSender(), PANEL: MailboxSender()}
-    if settings.telegram_citizen_token is not None:
-        senders["telegram"] = TelegramSender(
-            client,
-            settings.telegram_citizen_token.get_secret_value(),
-            settings.telegram_api_base,
-            throttle,
-            per_second=settings.telegram_max_per_second,
-            per_chat_interval=settings.telegram_per_chat_interval,
-        )
-    if settings.sms_gateway_url:
-        auth = settings.sms_gateway_auth_header
-        senders["sms"] = SmsSender(
-            client,
-            settings.sms_gateway_url,
-            auth.get_secret_value() if auth else None,
-            settings.sms_gateway_body,
-        )
-    return senders
 
 
 class Dispatcher:
@@ -134,7 +105,7 @@ class Dispatcher:
         """Albums parked by a web process that died before answering: answer them here, so no
         photo a citizen sent is silently dropped."""
         runtime = self.runtime
-        if "telegram" not in self.senders:
+        if Channel.TELEGRAM not in self.senders:
             return 0
         with session_scope(runtime.engine) as session:
             stale = stale_albums(session, now - STALE_ALBUM)

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bots.sms import InboundSms, answer, signature_is_valid
+from core.channels import Channel
 from storage.db import session_scope
 from storage.inbound import first_delivery
 from webhook.app import RuntimeDep
@@ -30,7 +31,7 @@ async def sms_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
 
     def handle() -> str | None:
         with session_scope(runtime.engine) as session:
-            if not first_delivery(session, "sms", sms.id):
+            if not first_delivery(session, Channel.SMS, sms.id):
                 return None
             return answer(
                 session,

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
+from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.notices import notice_reply
@@ -30,7 +31,7 @@ from webhook.app import RuntimeDep, templates
 
 router = APIRouter()
 COOKIE = "hcc_chat"
-CHANNEL = "web"
+CHANNEL = Channel.WEB
 MAX_FILES_PER_SEND = 10
 # The page names each send with a random id and sends it again, same id, when the answer did
 # not arrive (network, or the server died after the commit): a repeat is answered from storage.

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from bots.channels import make_senders
 from bots.delivery import MemoryThrottle, split_text
 from core.dossier import Action
 from core.sms import gsm_length, to_gsm7
@@ -26,7 +27,7 @@ from tests.fakes.sms_gateway import FakeSmsGateway
 from tests.fakes.telegram import FakeTelegram
 from tests.servers import live_server
 from webhook.app import create_app
-from webhook.jobs import Dispatcher, make_senders
+from webhook.jobs import Dispatcher
 from webhook.runtime import Runtime, build_runtime
 from webhook.settings import Settings
 
