@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import anyio
@@ -22,27 +22,21 @@ from aiogram.client.session.middlewares.base import (
 )
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import SendMessage, TelegramMethod
+from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
     CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InputFile,
-    KeyboardButton,
     Message,
-    ReplyKeyboardMarkup,
-    ReplyKeyboardRemove,
     Update,
 )
-from pydantic import BaseModel
 
+from bots.telegram import BotCall, telegram_calls
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.messages import render
-from core.replies import Button, Reply
+from core.replies import Reply
 from storage.db import run_db, session_scope, single_statements
 from storage.inbound import (
     OwedReplies,
@@ -96,7 +90,7 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
     router = Router(name="citizen")
 
     @router.callback_query()
-    async def on_button(query: CallbackQuery, bot: Bot, event_update: Update) -> SendMessage | None:
+    async def on_button(query: CallbackQuery, bot: Bot, event_update: Update) -> BotCall | None:
         await query.answer()
         if query.message is None or query.data is None:
             return None
@@ -106,7 +100,7 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
     # One message handler, not one per content type: aiogram runs plain (non-async) filters
     # such as F.text in a thread pool, a thread hop per filter per update.
     @router.message()
-    async def on_message(message: Message, bot: Bot, event_update: Update) -> SendMessage | None:
+    async def on_message(message: Message, bot: Bot, event_update: Update) -> BotCall | None:
         chat_id = message.chat.id
         if message.contact is not None:
             incoming = Incoming(phone=message.contact.phone_number)
@@ -165,7 +159,7 @@ def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> l
 
 async def _turn(
     runtime: Any, bot: Bot, update: Update, chat_id: int, incoming: Incoming
-) -> SendMessage | None:
+) -> BotCall | None:
     """One dialogue turn. The update id and the turn's replies are recorded in the turn's own
     transaction: a redelivered update is not run again, but the replies it still owes (our answer
     never reached Telegram, or the process died sending them) are sent — once.
@@ -184,7 +178,10 @@ async def _turn(
             replies = _converse(runtime, session, chat_id, incoming)
             # Not while earlier replies to this chat are still going out: it would overtake them.
             in_answer = (
-                len(replies) == 1 and replies[0].image_png is None and chat_id not in _chat_locks
+                len(replies) == 1
+                and len(telegram_calls(chat_id, replies[0])) == 1
+                and replies[0].image_png is None
+                and chat_id not in _chat_locks
             )
             owe_replies(session, CHANNEL, delivery, recipient=recipient, replies=replies,
                         answered=in_answer, lease_until=lease_until)  # fmt: skip
@@ -194,8 +191,7 @@ async def _turn(
     if owed is None:
         return None
     if in_answer and chat_id not in _chat_locks:  # (a send may have started meanwhile)
-        reply = owed.replies[0]
-        return SendMessage(chat_id=chat_id, text=reply.text[:4096], reply_markup=_markup(reply))
+        return telegram_calls(chat_id, owed.replies[0])[0]
     await _answer(runtime, bot, chat_id, owed)
     return None
 
@@ -213,20 +209,9 @@ def read_update(bot: Bot, body: bytes) -> Update:
 async def handle_update(bot: Bot, dispatcher: Dispatcher, update: Update) -> bytes | None:
     """Run one update; the webhook's JSON answer when the turn gives one."""
     answer = await dispatcher.feed_update(bot, update)
-    return webhook_answer(answer) if isinstance(answer, TelegramMethod) else None
-
-
-def webhook_answer(method: TelegramMethod[Any]) -> bytes:
-    """A method as the webhook's JSON answer: its name and the fields given (no file uploads)."""
-    fields: dict[str, Any] = {"method": method.__api_method__}
-    for key in method.model_fields_set:
-        value = getattr(method, key)
-        if isinstance(value, InputFile):
-            raise ValueError("a webhook answer cannot upload files")
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json", exclude_none=True)
-        fields[key] = value
-    return json.dumps(fields, ensure_ascii=False).encode()
+    if not isinstance(answer, BotCall):
+        return None
+    return json.dumps({"method": answer.method, **answer.params}, ensure_ascii=False).encode()
 
 
 ALBUM_WAIT = 1.0  # seconds without a new photo of the album before it is answered
@@ -320,38 +305,14 @@ async def _finish_album(runtime: Any, bot: Bot, chat_id: int, group: str, update
         await _answer(runtime, bot, chat_id, owed)
 
 
-def _markup(reply: Reply) -> Any:
-    """The reply's keyboard; with none, any earlier reply keyboard (share phone) is removed."""
-    if reply.ask_contact:
-        return ReplyKeyboardMarkup(
-            keyboard=[[KeyboardButton(text=render("chat.share_phone"), request_contact=True)]],
-            resize_keyboard=True,
-            one_time_keyboard=True,
-        )
-    if reply.buttons:
-        return _inline_keyboard(reply.buttons)
-    return ReplyKeyboardRemove()
-
-
-@lru_cache(maxsize=512)
-def _inline_keyboard(rows: tuple[tuple[Button, ...], ...]) -> InlineKeyboardMarkup:
-    """Built once per distinct keyboard (the menus repeat): a keyboard is a dozen models."""
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row] for row in rows
-        ]
-    )
-
-
 async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
-    markup = _markup(reply)
-    if reply.image_png is not None:
-        photo = BufferedInputFile(reply.image_png, filename="qr.png")
-        if isinstance(markup, ReplyKeyboardRemove):
-            markup = None
-        await bot.send_photo(chat_id, photo, caption=reply.text[:1024], reply_markup=markup)
-        return
-    await bot.send_message(chat_id, reply.text[:4096], reply_markup=markup)
+    """Send one reply as the shared renderer lays it out (aiogram makes the requests)."""
+    for call in telegram_calls(chat_id, reply):
+        if call.photo is not None:
+            photo = BufferedInputFile(call.photo, filename="qr.png")
+            await bot(SendPhoto(**call.params, photo=photo))
+        else:
+            await bot(SendMessage(**call.params))
 
 
 COMMANDS = ("start", "menu", "cancel")

@@ -10,7 +10,7 @@ from webhook.settings import REPO_ROOT
 
 def loaded_by(module: str) -> set[str]:
     """Top-level packages a fresh interpreter has loaded after importing `module`."""
-    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    code = f"import sys, {module}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
