@@ -13,18 +13,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from core.conversation import Reply, notice_reply
 from core.sms import sms_parts
-from storage.db import session_scope, single_statements
-from storage.outbox import claim, mark_dead, mark_sent, reroute_to_sms, retry_later
+from storage.db import database_unavailable, session_scope, single_statements
+from storage.outbox import Claimed, claim, mark_dead, mark_sent, reroute_to_sms, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,13 @@ def split_text(text: str, limit: int) -> list[str]:
     return [chunk.rstrip("\n") for chunk in chunks]
 
 
+T = TypeVar("T")
+# The part of the lease kept free after the last try to record an outcome: room for clocks of
+# two machines that differ a little, and for that try's own round trip.
+LEASE_MARGIN = 0.2
+RECORD_FIRST_PAUSE, RECORD_MAX_PAUSE = 0.05, 1.0
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: str  # sent, pending (will retry), dead, rerouted, skipped (not ours to send)
@@ -275,38 +283,77 @@ def deliver(
     lease: timedelta,
     now: datetime | None = None,
 ) -> Outcome:
-    """Send one outbox message at most once: claim it, send it, record what happened."""
+    """Send one outbox message at most once: claim it, send it, record what happened.
+
+    Once the service has answered, the outcome is recorded even through a database blip: the
+    write is retried until the database answers, for as long as the claim's lease leaves before
+    another worker may take the message (a duplicate is then possible, and the write gives up)."""
     now = now or datetime.now(UTC)
+    claimed_at = time.monotonic()
     with single_statements(engine) as connection:  # the claim and "sent" are one statement each
         message = claim(connection, message_id, now, lease)
     if message is None:
         return Outcome("skipped")
+    until = claimed_at + lease.total_seconds() * (1 - LEASE_MARGIN)
     reply = notice_reply(message.template, message.values, message.values.get("language", "vi"))
     sender = senders.get(message.channel)
     try:
         if sender is None:
             raise Unreachable(f"{message.channel}: channel not configured")
         sender.send(message.recipient, reply)
-    except Unreachable as error:
-        with session_scope(engine) as session:
-            state = reroute_to_sms(session, message, now, str(error))
-        return Outcome(state, str(error))
-    except TryLater as error:
-        wait = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
-        with session_scope(engine) as session:
-            state = retry_later(
-                session, message, now, str(error), wait=wait, counts=error.retry_after is None
-            )
-        return Outcome(state, str(error))
-    except Rejected as error:
-        with session_scope(engine) as session:
-            mark_dead(session, message.id, str(error))
-        return Outcome("dead", str(error))
+    except DeliveryError as error:
+        return Outcome(_record_failure(engine, message, now, error, until), str(error))
     except Exception as error:  # a bug or an unforeseen failure: keep the message, retry later
         log.exception("delivering outbox message %s failed", message.id)
+        unforeseen = TryLater(f"{type(error).__name__}: {error}")
+        return Outcome(_record_failure(engine, message, now, unforeseen, until), str(error))
+
+    def record_sent() -> str:
+        with single_statements(engine) as connection:
+            mark_sent(connection, message.id, datetime.now(UTC))
+        return "sent"
+
+    return Outcome(_until_recorded(record_sent, message.id, until))
+
+
+def _record_failure(
+    engine: Engine, message: Claimed, now: datetime, error: DeliveryError, until: float
+) -> str:
+    """Where a message goes after a failed send: SMS (unreachable), later, or the dead letters."""
+
+    def step(session: Session) -> str:
+        if isinstance(error, Unreachable):
+            return reroute_to_sms(session, message, now, str(error))
+        if isinstance(error, TryLater):
+            wait = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
+            return retry_later(
+                session, message, now, str(error), wait=wait, counts=error.retry_after is None
+            )
+        mark_dead(session, message.id, str(error))
+        return "dead"
+
+    def record() -> str:
         with session_scope(engine) as session:
-            state = retry_later(session, message, now, f"{type(error).__name__}: {error}")
-        return Outcome(state, str(error))
-    with single_statements(engine) as connection:
-        mark_sent(connection, message.id, datetime.now(UTC))
-    return Outcome("sent")
+            return step(session)
+
+    return _until_recorded(record, message.id, until)
+
+
+def _until_recorded(write: Callable[[], T], message_id: int, until: float) -> T:
+    """`write`, tried again with backoff while the database is unreachable, until the monotonic
+    time `until`; then the error goes up and the expired lease lets the message be sent again."""
+    pause = RECORD_FIRST_PAUSE
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            if not database_unavailable(error) or time.monotonic() + pause > until:
+                raise
+            log.warning(
+                "recording outbox message %s: database unavailable (%s); trying again in %.2f s",
+                message_id,
+                type(error).__name__,
+                pause,
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, RECORD_MAX_PAUSE)

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
+import psycopg
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
@@ -52,6 +53,17 @@ def make_async_reader(database_url: str) -> AsyncConnectionPool | None:
     return AsyncConnectionPool(
         conninfo, min_size=1, max_size=10, kwargs={"autocommit": True}, open=False
     )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` says the database cannot answer now — down, restarting, a connection
+    cut, a timeout (connect, statement, pool) — rather than that the statement is wrong: the
+    same work may succeed later."""
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, (exc.OperationalError, exc.InterfaceError)
+        )
+    return isinstance(error, (exc.TimeoutError, psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def compiled_for_psycopg(statement: Any) -> str:

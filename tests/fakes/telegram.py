@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 class FakeTelegram:
@@ -51,6 +53,9 @@ class FakeTelegram:
         self.waiting = threading.Event()  # set when a request starts waiting on `hold`
         self.aborted: list[Call] = []
         self.delivered: list[Call] = []  # send* calls answered ok: what reached the chat
+        # Run (in a thread) for each send* call about to be answered ok, before the answer
+        # leaves: lets a test act at the moment the message has reached the chat.
+        self.before_ok: Callable[[Call], None] | None = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
@@ -154,6 +159,8 @@ class FakeTelegram:
             )
         if method.startswith("send"):
             self.delivered.append(call)
+            if self.before_ok is not None:
+                await asyncio.to_thread(self.before_ok, call)
         return JSONResponse({"ok": True, "result": self._result(method, params)})
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
