@@ -1,6 +1,6 @@
 """A database blip right after a send: PostgreSQL of the test's own is stopped while the fake
-Telegram holds its "ok", and started again a moment later. The notice must reach the chat once
-and be marked sent — not be sent again when its lease runs out."""
+Telegram holds its answer, and started again a moment later. A delivered notice must be marked
+sent — not sent again when its lease runs out — and a refused one must get its retry recorded."""
 
 from __future__ import annotations
 
@@ -47,11 +47,22 @@ def runtime(
     runtime.engine.dispose()
 
 
-def test_postgres_restarted_between_send_and_mark_delivers_once_and_marks_sent(
-    runtime: Runtime, own_postgres: tuple[PostgresServer, str], telegram: tuple[FakeTelegram, str]
+@pytest.mark.parametrize(
+    ("telegram_says", "state", "delivered"),
+    [("ok", "sent", 1), ("502", "pending", 0)],  # after a failure: its retry is recorded
+)
+def test_postgres_restarted_between_send_and_record_keeps_the_outcome(
+    runtime: Runtime,
+    own_postgres: tuple[PostgresServer, str],
+    telegram: tuple[FakeTelegram, str],
+    telegram_says: str,
+    state: str,
+    delivered: int,
 ) -> None:
     server, _ = own_postgres
     fake, _ = telegram
+    if telegram_says != "ok":
+        fake.failing["sendMessage"] = [int(telegram_says)]
     now = datetime.now(UTC)
     dossier_id, code = citizen_dossier(
         runtime.engine, runtime.catalog, runtime.calendar, external_id=str(CHAT), at=now
@@ -59,22 +70,28 @@ def test_postgres_restarted_between_send_and_mark_delivers_once_and_marks_sent(
     act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT, now)
     restart = threading.Timer(OUTAGE_SECONDS, server.start)
 
-    def stop_postgres(_: Call) -> None:  # Telegram has the message; its "ok" is on its way
-        fake.before_ok = None
+    def stop_postgres(_: Call) -> None:  # Telegram has decided; its answer is on its way
+        fake.before_answer = None
         server.stop()
         restart.start()
 
-    fake.before_ok = stop_postgres
+    fake.before_answer = stop_postgres
     dispatcher = Dispatcher(runtime, make_senders(runtime.settings, MemoryThrottle()))
     try:
         [outcome] = dispatcher.dispatch(now)
     finally:
         restart.join()
-    assert outcome.state == "sent"
-    # Past the lease, another pass (another worker) finds nothing to send.
-    assert dispatcher.dispatch(now + timedelta(minutes=5)) == []
-    [call] = fake.delivered
-    assert call.params["chat_id"] == str(CHAT) and code in call.params["text"]
+    assert outcome.state == state
+    assert len(fake.delivered) == delivered
     with Session(runtime.engine) as session:
         [row] = session.execute(select(OutboxMessage)).scalars()
-    assert row.state == "sent" and row.attempts == 1
+    assert row.state == state and row.attempts == 1
+    if state == "sent":
+        assert fake.delivered[0].params["chat_id"] == str(CHAT)
+        assert code in fake.delivered[0].params["text"]
+        # Past the lease, another pass (another worker) finds nothing to send.
+        assert dispatcher.dispatch(now + timedelta(minutes=5)) == []
+        assert len(fake.calls) == 1
+    else:
+        assert row.last_error and "502" in row.last_error
+        assert row.next_attempt_at is not None

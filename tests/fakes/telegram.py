@@ -53,9 +53,9 @@ class FakeTelegram:
         self.waiting = threading.Event()  # set when a request starts waiting on `hold`
         self.aborted: list[Call] = []
         self.delivered: list[Call] = []  # send* calls answered ok: what reached the chat
-        # Run (in a thread) for each send* call about to be answered ok, before the answer
-        # leaves: lets a test act at the moment the message has reached the chat.
-        self.before_ok: Callable[[Call], None] | None = None
+        # Run (in a thread) for each send* call before it is answered: lets a test act at the
+        # moment Telegram has decided, before the sender learns the outcome.
+        self.before_answer: Callable[[Call], None] | None = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
@@ -130,6 +130,8 @@ class FakeTelegram:
                     return Response(status_code=499)
                 await asyncio.sleep(0.02)
         self.calls.append(call)
+        if method.startswith("send") and self.before_answer is not None:
+            await asyncio.to_thread(self.before_answer, call)
         failing = self.failing.get(method)
         if failing:
             status = failing.pop(0)
@@ -159,8 +161,6 @@ class FakeTelegram:
             )
         if method.startswith("send"):
             self.delivered.append(call)
-            if self.before_ok is not None:
-                await asyncio.to_thread(self.before_ok, call)
         return JSONResponse({"ok": True, "result": self._result(method, params)})
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
