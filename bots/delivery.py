@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from core.notices import notice_reply
 from core.replies import Reply
 from core.sms import sms_parts
-from storage.db import session_scope, single_statements
-from storage.outbox import claim, mark_dead, mark_sent, reroute_to_sms, retry_later
+from storage.db import database_unavailable, session_scope, single_statements
+from storage.outbox import Claimed, claim, mark_dead, mark_sent, reroute_to_sms, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ TELEGRAM_CAPTION_LIMIT = 1024
 MAX_INLINE_WAIT = (
     5.0  # a longer wait (rate limit) is not slept in a job: the message is rescheduled
 )
+DEFAULT_RETRY_AFTER = 5.0  # a 429 that does not say how long to wait
+BOT_LIMIT_WINDOW = 1.0  # 429s of two chats this close together: the bot's limit was hit
 
 
 class DeliveryError(Exception):
@@ -59,44 +63,107 @@ class Sender(Protocol):
 
 
 class Throttle(Protocol):
-    def reserve(self, key: str, interval: float) -> float:
-        """Book the next free slot of `key` (one per `interval` seconds); seconds to wait for it."""
+    """Sending slots per key (a chat, a bot), shared by everyone who sends through the key."""
+
+    def reserve(self, key: str, interval: float, limit: float = math.inf) -> float:
+        """Book the next free slot of `key` (one per `interval` seconds); seconds to wait for it.
+        A slot more than `limit` seconds away is not booked (the caller will not wait for it)."""
+        ...
+
+    def hold(self, key: str, seconds: float) -> None:
+        """No slot of `key` before `seconds` from now: the service asked us to wait."""
+        ...
+
+    def refused(self, key: str, member: str, window: float) -> int:
+        """Note that `member` was refused now; how many members were refused in the last
+        `window` seconds, this one included."""
         ...
 
 
 class MemoryThrottle:
     """Slots kept in this process: enough when one process sends (the embedded mode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._next: dict[str, float] = {}
+        self._refusals: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, key: str, interval: float) -> float:
+    def reserve(self, key: str, interval: float, limit: float = math.inf) -> float:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next.get(key, 0.0))
-            self._next[key] = slot + interval
+            if slot - now <= limit:
+                self._next[key] = slot + interval
             return slot - now
+
+    def hold(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self._next[key] = max(self._next.get(key, 0.0), self._clock() + seconds)
+
+    def refused(self, key: str, member: str, window: float) -> int:
+        with self._lock:
+            now = self._clock()
+            recent = {
+                name: at for name, at in self._refusals.get(key, {}).items() if at > now - window
+            }
+            recent[member] = now
+            self._refusals[key] = recent
+            return len(recent)
 
 
 class RedisThrottle:
     """Slots kept in Redis, shared by every worker on every machine (Redis's clock for all)."""
 
-    _SCRIPT = """
+    _NOW = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    """
+    _RESERVE = (
+        _NOW
+        + """
     local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-    local interval = tonumber(ARGV[1])
-    redis.call('SET', KEYS[1], tostring(slot + interval), 'PX',
-               math.ceil((slot + interval - now) * 1000) + 1000)
+    local interval, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+    if slot - now <= limit then
+        redis.call('SET', KEYS[1], tostring(slot + interval), 'PX',
+                   math.ceil((slot + interval - now) * 1000) + 1000)
+    end
     return tostring(slot - now)
     """
+    )
+    _HOLD = (
+        _NOW
+        + """
+    local free = math.max(now + tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[1]) or '0'))
+    redis.call('SET', KEYS[1], tostring(free), 'PX', math.ceil((free - now) * 1000) + 1000)
+    """
+    )
+    _REFUSED = (
+        _NOW
+        + """
+    local window = tonumber(ARGV[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+    redis.call('ZADD', KEYS[1], now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+    return redis.call('ZCARD', KEYS[1])
+    """
+    )
 
-    def __init__(self, redis: Any) -> None:
-        self._reserve = redis.register_script(self._SCRIPT)
+    def __init__(self, redis: Any, prefix: str = "hcc:throttle:") -> None:
+        self._prefix = prefix
+        self._reserve = redis.register_script(self._RESERVE)
+        self._hold = redis.register_script(self._HOLD)
+        self._refused = redis.register_script(self._REFUSED)
 
-    def reserve(self, key: str, interval: float) -> float:
-        return float(self._reserve(keys=[f"hcc:throttle:{key}"], args=[interval]))
+    def reserve(self, key: str, interval: float, limit: float = math.inf) -> float:
+        args = [interval, min(limit, 1e9)]  # Lua's tonumber() may not read "inf"
+        return float(self._reserve(keys=[self._prefix + key], args=args))
+
+    def hold(self, key: str, seconds: float) -> None:
+        self._hold(keys=[self._prefix + key], args=[seconds])
+
+    def refused(self, key: str, member: str, window: float) -> int:
+        return int(self._refused(keys=[self._prefix + key], args=[member, window]))
 
 
 class TelegramSender:
@@ -149,9 +216,12 @@ class TelegramSender:
         data: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
     ) -> None:
-        wait = self.throttle.reserve(f"telegram:chat:{chat}", self.per_chat_interval)
-        if self.per_second > 0:
-            wait = max(wait, self.throttle.reserve("telegram:bot", 1 / self.per_second))
+        wait = self.throttle.reserve(
+            f"telegram:chat:{chat}", self.per_chat_interval, MAX_INLINE_WAIT
+        )
+        if self.per_second > 0 and wait <= MAX_INLINE_WAIT:
+            bot_wait = self.throttle.reserve("telegram:bot", 1 / self.per_second, MAX_INLINE_WAIT)
+            wait = max(wait, bot_wait)
         if wait > MAX_INLINE_WAIT:
             raise TryLater("telegram: over the sending rate", retry_after=wait)
         if wait > 0:
@@ -162,7 +232,27 @@ class TelegramSender:
             )
         except httpx.HTTPError as error:
             raise TryLater(f"telegram: {type(error).__name__}: {error}") from error
+        if response.status_code == 429:
+            self._hold(chat, _retry_after(response))
         _raise_for_telegram(response)
+
+    def _hold(self, chat: str, seconds: float) -> None:
+        """After a 429, nothing more to this chat until Telegram's `retry_after` has passed.
+        The answer does not say whether the chat's limit or the bot's was hit: when chats are
+        refused together (two within `BOT_LIMIT_WINDOW`), it is the bot's, so the bot is held
+        too; one chat refused alone leaves the others sending."""
+        self.throttle.hold(f"telegram:chat:{chat}", seconds)
+        if self.throttle.refused("telegram:refused", chat, BOT_LIMIT_WINDOW) > 1:
+            self.throttle.hold("telegram:bot", seconds)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The wait a 429 asks for (Telegram puts it in the body's `parameters`)."""
+    try:
+        parameters = response.json().get("parameters") or {}
+    except ValueError:
+        parameters = {}
+    return float(parameters.get("retry_after", DEFAULT_RETRY_AFTER))
 
 
 def _raise_for_telegram(response: httpx.Response) -> None:
@@ -176,8 +266,7 @@ def _raise_for_telegram(response: httpx.Response) -> None:
         f"telegram {response.status_code}: {answer.get('description', response.text[:200])}"
     )
     if response.status_code == 429:
-        retry_after = float((answer.get("parameters") or {}).get("retry_after", 5))
-        raise TryLater(description, retry_after=retry_after)
+        raise TryLater(description, retry_after=_retry_after(response))
     if response.status_code == 403 or "chat not found" in description:
         raise Unreachable(description)  # the citizen blocked the bot or deleted the chat
     if response.status_code >= 500:
@@ -262,6 +351,13 @@ def split_text(text: str, limit: int) -> list[str]:
     return [chunk.rstrip("\n") for chunk in chunks]
 
 
+T = TypeVar("T")
+# The part of the lease kept free after the last try to record an outcome: room for clocks of
+# two machines that differ a little, and for that try's own round trip.
+LEASE_MARGIN = 0.2
+RECORD_FIRST_PAUSE, RECORD_MAX_PAUSE = 0.05, 1.0
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: str  # sent, pending (will retry), dead, rerouted, skipped (not ours to send)
@@ -276,38 +372,77 @@ def deliver(
     lease: timedelta,
     now: datetime | None = None,
 ) -> Outcome:
-    """Send one outbox message at most once: claim it, send it, record what happened."""
+    """Send one outbox message at most once: claim it, send it, record what happened.
+
+    Once the service has answered, the outcome is recorded even through a database blip: the
+    write is retried until the database answers, for as long as the claim's lease leaves before
+    another worker may take the message (a duplicate is then possible, and the write gives up)."""
     now = now or datetime.now(UTC)
+    claimed_at = time.monotonic()
     with single_statements(engine) as connection:  # the claim and "sent" are one statement each
         message = claim(connection, message_id, now, lease)
     if message is None:
         return Outcome("skipped")
+    until = claimed_at + lease.total_seconds() * (1 - LEASE_MARGIN)
     reply = notice_reply(message.template, message.values, message.values.get("language", "vi"))
     sender = senders.get(message.channel)
     try:
         if sender is None:
             raise Unreachable(f"{message.channel}: channel not configured")
         sender.send(message.recipient, reply)
-    except Unreachable as error:
-        with session_scope(engine) as session:
-            state = reroute_to_sms(session, message, now, str(error))
-        return Outcome(state, str(error))
-    except TryLater as error:
-        wait = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
-        with session_scope(engine) as session:
-            state = retry_later(
-                session, message, now, str(error), wait=wait, counts=error.retry_after is None
-            )
-        return Outcome(state, str(error))
-    except Rejected as error:
-        with session_scope(engine) as session:
-            mark_dead(session, message.id, str(error))
-        return Outcome("dead", str(error))
+    except DeliveryError as error:
+        return Outcome(_record_failure(engine, message, now, error, until), str(error))
     except Exception as error:  # a bug or an unforeseen failure: keep the message, retry later
         log.exception("delivering outbox message %s failed", message.id)
+        unforeseen = TryLater(f"{type(error).__name__}: {error}")
+        return Outcome(_record_failure(engine, message, now, unforeseen, until), str(error))
+
+    def record_sent() -> str:
+        with single_statements(engine) as connection:
+            mark_sent(connection, message.id, datetime.now(UTC))
+        return "sent"
+
+    return Outcome(_until_recorded(record_sent, message.id, until))
+
+
+def _record_failure(
+    engine: Engine, message: Claimed, now: datetime, error: DeliveryError, until: float
+) -> str:
+    """Where a message goes after a failed send: SMS (unreachable), later, or the dead letters."""
+
+    def step(session: Session) -> str:
+        if isinstance(error, Unreachable):
+            return reroute_to_sms(session, message, now, str(error))
+        if isinstance(error, TryLater):
+            wait = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
+            return retry_later(
+                session, message, now, str(error), wait=wait, counts=error.retry_after is None
+            )
+        mark_dead(session, message.id, str(error))
+        return "dead"
+
+    def record() -> str:
         with session_scope(engine) as session:
-            state = retry_later(session, message, now, f"{type(error).__name__}: {error}")
-        return Outcome(state, str(error))
-    with single_statements(engine) as connection:
-        mark_sent(connection, message.id, datetime.now(UTC))
-    return Outcome("sent")
+            return step(session)
+
+    return _until_recorded(record, message.id, until)
+
+
+def _until_recorded(write: Callable[[], T], message_id: int, until: float) -> T:
+    """`write`, tried again with backoff while the database is unreachable, until the monotonic
+    time `until`; then the error goes up and the expired lease lets the message be sent again."""
+    pause = RECORD_FIRST_PAUSE
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            if not database_unavailable(error) or time.monotonic() + pause > until:
+                raise
+            log.warning(
+                "recording outbox message %s: database unavailable (%s); trying again in %.2f s",
+                message_id,
+                type(error).__name__,
+                pause,
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, RECORD_MAX_PAUSE)

@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
+import psycopg
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, a busy timeout and its parent directory."""
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long one wait on the database may last, in seconds, so that an outage is answered
+    ("try again later") instead of hanging: opening a connection and one statement (PostgreSQL;
+    0 = no limit), and waiting for a free connection of the pool."""
+
+    connect: float = 3.0
+    statement: float = 15.0
+    pool: float = 2.0
+
+    def postgres_parameters(self, url_options: str | None = None) -> dict[str, Any]:
+        """libpq connection parameters; `url_options` are the URL's own `options`, kept."""
+        parameters: dict[str, Any] = {}
+        if self.connect > 0:  # libpq counts whole seconds, at least 2
+            parameters["connect_timeout"] = max(2, math.ceil(self.connect))
+        if self.statement > 0:
+            limit = f"-c statement_timeout={math.ceil(self.statement * 1000)}"
+            parameters["options"] = f"{url_options} {limit}" if url_options else limit
+        return parameters
+
+
+def make_engine(
+    database_url: str, timeouts: DatabaseTimeouts = DatabaseTimeouts(), **kwargs: Any
+) -> Engine:
+    """An engine for the URL; SQLite gets WAL, a busy timeout and its parent directory,
+    PostgreSQL the `timeouts`."""
     url = make_url(database_url)
+    kwargs.setdefault("pool_timeout", timeouts.pool)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +58,10 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
+    options = url.query.get("options")
+    kwargs.setdefault(
+        "connect_args", timeouts.postgres_parameters(options if isinstance(options, str) else None)
+    )
     # No pre-ping: it would double the round trips of every short query; stale connections are
     # recycled instead, and a dropped one fails a single request and is discarded by the pool.
     kwargs.setdefault("pool_recycle", 1800)
@@ -38,7 +70,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def make_async_reader(database_url: str) -> AsyncConnectionPool | None:
+def make_async_reader(
+    database_url: str, timeouts: DatabaseTimeouts = DatabaseTimeouts()
+) -> AsyncConnectionPool | None:
     """A psycopg asyncio pool for hot reads on PostgreSQL; None on SQLite.
 
     The public lookup is the hottest query: through this pool its round trip does not stall the
@@ -48,10 +82,29 @@ def make_async_reader(database_url: str) -> AsyncConnectionPool | None:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         return None
+    options = url.query.get("options")
+    url = url.difference_update_query(["options"])
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    parameters = timeouts.postgres_parameters(options if isinstance(options, str) else None)
     return AsyncConnectionPool(
-        conninfo, min_size=1, max_size=10, kwargs={"autocommit": True}, open=False
+        conninfo,
+        min_size=1,
+        max_size=10,
+        timeout=timeouts.pool,
+        kwargs={"autocommit": True, **parameters},
+        open=False,
     )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` says the database cannot answer now — down, restarting, a connection
+    cut, a timeout (connect, statement, pool) — rather than that the statement is wrong: the
+    same work may succeed later."""
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, (exc.OperationalError, exc.InterfaceError)
+        )
+    return isinstance(error, (exc.TimeoutError, psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def compiled_for_psycopg(statement: Any) -> str:

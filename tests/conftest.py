@@ -23,7 +23,7 @@ from storage.db import make_engine, session_scope
 from storage.dossiers import sync_catalog
 from storage.migrate import upgrade
 from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, FakeTelegram
-from tests.servers import live_server
+from tests.servers import PostgresServer, live_server
 from webhook.settings import REPO_ROOT, Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -128,6 +128,42 @@ def _postgres_database(admin_url: str, template: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
     yield from _postgres_database(postgres_admin_url, postgres_template)
+
+
+@pytest.fixture(scope="session")
+def own_postgres_server(catalog: Catalog) -> Iterator[PostgresServer]:
+    """A PostgreSQL instance of the suite's own (initdb + pg_ctl on a free port), for tests that
+    stop and start the database; it holds a migrated template database `hcc_template`."""
+    missing = PostgresServer.missing_requirement()
+    if missing is not None:
+        unavailable(missing)
+    binaries = PostgresServer.find_binaries()
+    assert binaries is not None
+    server = PostgresServer(binaries)
+    try:
+        server.start()
+        _admin_execute(server.url(), 'CREATE DATABASE "hcc_template"')
+        url = server.url("hcc_template")
+        upgrade(url)
+        engine = make_engine(url)
+        with session_scope(engine) as session:
+            sync_catalog(session, catalog)
+        engine.dispose()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def own_postgres(own_postgres_server: PostgresServer) -> Iterator[tuple[PostgresServer, str]]:
+    """(the server, the URL of a fresh migrated database on it); the server is running at the
+    start of each test even if the previous one left it stopped."""
+    if not own_postgres_server.running():
+        own_postgres_server.start()
+    for url in _postgres_database(own_postgres_server.url(), "hcc_template"):
+        yield own_postgres_server, url
+        if not own_postgres_server.running():
+            own_postgres_server.start()
 
 
 @pytest.fixture

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -15,9 +22,7 @@ import uvicorn
 @contextmanager
 def live_server(app: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -29,3 +34,83 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PostgresServer:
+    """A PostgreSQL instance of the test's own on a free loopback port, so a test may stop and
+    start it without touching the shared server. PostgreSQL refuses to run as root, so under
+    root its commands run as the `postgres` system user (`runuser`)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.port = free_port()
+        self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.directory = Path(tempfile.mkdtemp(prefix="hcc-postgres-"))
+        if self._as_postgres:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
+        self.data = self.directory / "data"
+        self._command("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--no-sync")  # fmt: skip
+
+    @staticmethod
+    def find_binaries() -> Path | None:
+        """The newest installed server's bin directory (Debian's layout), or PATH's initdb."""
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version)
+        initdb = found[-1] if found else shutil.which("initdb")
+        return Path(initdb).parent if initdb else None
+
+    @staticmethod
+    def missing_requirement() -> str | None:
+        """Why this machine cannot run one, or None."""
+        if PostgresServer.find_binaries() is None:
+            return "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no postgres user to run initdb as"
+        return None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
+        self._command("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"),
+                      "-w", "-o", options, "start")  # fmt: skip
+
+    def stop(self) -> None:
+        """A fast shutdown: open connections are cut, as in a restart by an operator."""
+        self._command("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        status = subprocess.run(
+            [*self._as_postgres, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "status"],
+            capture_output=True,
+        )
+        return status.returncode == 0
+
+    def remove(self) -> None:
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _command(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as_postgres, str(self.bin_dir / program), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def _version(path: str) -> tuple[int, ...]:
+    parts = Path(path).parent.parent.name.split(".")
+    return tuple(int(part) for part in parts if part.isdigit())

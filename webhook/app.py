@@ -20,7 +20,7 @@ templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import admin, health, lookup, sms, telegram, webchat
+    from webhook import admin, errors, health, lookup, sms, telegram, webchat
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -51,7 +51,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if citizen_bot is not None:
                 await citizen_bot.session.close()
 
-    app = FastAPI(title="HCC Intake", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # No /openapi.json nor docs pages: they would list every admin route to anyone.
+    app = FastAPI(
+        title="HCC Intake", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+    errors.install(app)
     app.state.runtime = runtime
     app.state.citizen_bot = citizen_bot
     app.state.delivery = None

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from core.calendar import WorkingCalendar, load_calendar
 from core.catalog import Catalog, load_catalog
-from storage.db import autocommit, make_async_reader, make_engine
+from storage.db import DatabaseTimeouts, autocommit, make_async_reader, make_engine
 from storage.media import DiskMediaStore, MediaStore
 from webhook.settings import Settings
 
@@ -30,12 +30,17 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    engine = make_engine(settings.database_url)
+    timeouts = DatabaseTimeouts(
+        connect=settings.database_connect_timeout_seconds,
+        statement=settings.database_statement_timeout_seconds,
+        pool=settings.database_pool_timeout_seconds,
+    )
+    engine = make_engine(settings.database_url, timeouts)
     return Runtime(
         settings=settings,
         engine=engine,
         reader=autocommit(engine),
-        async_reader=make_async_reader(settings.database_url),
+        async_reader=make_async_reader(settings.database_url, timeouts),
         catalog=load_catalog(settings.catalog_dir),
         calendar=load_calendar(settings.calendar_overrides),
         media=DiskMediaStore(settings.media_dir, settings.media_url),

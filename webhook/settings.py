@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'hcc.sqlite3'}"
+    # Bounds on database waits, so an outage gets "try again later" (503) instead of a hang:
+    # opening a connection and one statement (PostgreSQL; 0 = no limit), and waiting for a free
+    # connection of the pool.
+    database_connect_timeout_seconds: float = Field(default=3.0, ge=0)
+    database_statement_timeout_seconds: float = Field(default=15.0, ge=0)
+    database_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_url: str | None = None
     media_dir: Path = REPO_ROOT / "var" / "media"
     media_url: str = "/media"

@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from storage.db import make_engine
+from storage.db import DatabaseTimeouts, make_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""
@@ -20,7 +20,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(url)
+    engine = make_engine(url, DatabaseTimeouts(statement=0))  # an index build may take long
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -109,14 +109,18 @@ def test_the_citizens_own_submission_is_not_pushed_back(
 
 
 def test_telegram_429_is_retried_after_the_wait_it_asks_for(
-    runtime: Runtime, dispatcher: Dispatcher, telegram: tuple[FakeTelegram, str]
+    runtime: Runtime, telegram: tuple[FakeTelegram, str]
 ) -> None:
     fake, _ = telegram
+    elapsed = [0.0]  # the throttle's clock follows the injected time (the chat is held 30 s)
+    throttle = MemoryThrottle(clock=lambda: elapsed[0])
+    dispatcher = Dispatcher(runtime, make_senders(runtime.settings, throttle))
     fake.rate_limited["sendMessage"] = [30]  # longer than a job may sleep: rescheduled
     accepted(runtime, external_id=str(CHAT))
     [outcome] = dispatcher.dispatch(MONDAY)
     assert outcome.state == "pending"
     assert dispatcher.dispatch(MONDAY + timedelta(seconds=29)) == []
+    elapsed[0] = 30.0
     [outcome] = dispatcher.dispatch(MONDAY + timedelta(seconds=30))
     assert outcome.state == "sent"
     assert len(fake.sent("sendMessage")) == 2  # the refused try and the delivery

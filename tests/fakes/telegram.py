@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 class FakeTelegram:
@@ -51,6 +53,9 @@ class FakeTelegram:
         self.waiting = threading.Event()  # set when a request starts waiting on `hold`
         self.aborted: list[Call] = []
         self.delivered: list[Call] = []  # send* calls answered ok: what reached the chat
+        # Run (in a thread) for each send* call before it is answered: lets a test act at the
+        # moment Telegram has decided, before the sender learns the outcome.
+        self.before_answer: Callable[[Call], None] | None = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._method, methods=["POST", "GET"]),
@@ -125,6 +130,8 @@ class FakeTelegram:
                     return Response(status_code=499)
                 await asyncio.sleep(0.02)
         self.calls.append(call)
+        if method.startswith("send") and self.before_answer is not None:
+            await asyncio.to_thread(self.before_answer, call)
         failing = self.failing.get(method)
         if failing:
             status = failing.pop(0)
