@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bots.telegram import telegram_calls
 from core.notices import notice_reply
 from core.replies import Reply
 from core.sms import sms_parts
@@ -31,8 +32,6 @@ from storage.outbox import Claimed, claim, mark_dead, mark_sent, reroute_to_sms,
 
 log = logging.getLogger(__name__)
 
-TELEGRAM_TEXT_LIMIT = 4096
-TELEGRAM_CAPTION_LIMIT = 1024
 MAX_INLINE_WAIT = (
     5.0  # a longer wait (rate limit) is not slept in a job: the message is rescheduled
 )
@@ -184,28 +183,13 @@ class TelegramSender:
         self.per_second, self.per_chat_interval = per_second, per_chat_interval
 
     def send(self, recipient: str, reply: Reply) -> None:
-        markup = None
-        if reply.buttons:
-            keyboard = [
-                [{"text": b.label, "callback_data": b.data} for b in row] for row in reply.buttons
-            ]
-            markup = {"inline_keyboard": keyboard}
-        text = reply.text
-        if reply.image_png is not None:
-            caption, text = text[:TELEGRAM_CAPTION_LIMIT], text[TELEGRAM_CAPTION_LIMIT:]
-            self._call(
-                recipient,
-                "sendPhoto",
-                data={"chat_id": recipient, "caption": caption}
-                | ({"reply_markup": json.dumps(markup)} if markup and not text else {}),
-                files={"photo": ("image.png", reply.image_png, "image/png")},
-            )
-        chunks = split_text(text, TELEGRAM_TEXT_LIMIT)
-        for index, chunk in enumerate(chunks):
-            body: dict[str, Any] = {"chat_id": recipient, "text": chunk}
-            if markup and index == len(chunks) - 1:
-                body["reply_markup"] = markup
-            self._call(recipient, "sendMessage", json_body=body)
+        for call in telegram_calls(recipient, reply):
+            if call.photo is None:
+                self._call(recipient, call.method, json_body=call.params)
+                continue
+            form = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in call.params.items()}
+            photo = {"photo": ("image.png", call.photo, "image/png")}
+            self._call(recipient, call.method, data=form, files=photo)
 
     def _call(
         self,
@@ -327,28 +311,6 @@ class MailboxSender:
 
     def send(self, recipient: str, reply: Reply) -> None:
         return None
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Texts longer than a channel allows, split at line breaks (or hard, for one huge line)."""
-    if not text:
-        return []
-    chunks: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(line) > limit:
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(line[:limit])
-            line = line[limit:]
-        if len(current) + len(line) > limit:
-            chunks.append(current)
-            current = ""
-        current += line
-    if current:
-        chunks.append(current)
-    return [chunk.rstrip("\n") for chunk in chunks]
 
 
 T = TypeVar("T")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from bots.delivery import split_text
 from core.messages import render
-from core.replies import Button, Reply
+from core.replies import Button, Reply, split_text
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024

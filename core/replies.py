@@ -21,3 +21,25 @@ class Reply:
     buttons: tuple[tuple[Button, ...], ...] = ()
     image_png: bytes | None = None
     ask_contact: bool = False  # show the channel's "share my phone number" button
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Texts longer than a channel allows, split at line breaks (or hard, for one huge line)."""
+    if not text:
+        return []
+    chunks: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        if len(current) + len(line) > limit:
+            chunks.append(current)
+            current = ""
+        current += line
+    if current:
+        chunks.append(current)
+    return [chunk.rstrip("\n") for chunk in chunks]

@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from bots.channels import make_senders
-from bots.delivery import MemoryThrottle, split_text
+from bots.delivery import MemoryThrottle
 from core.dossier import Action
+from core.replies import split_text
 from core.sms import gsm_length, to_gsm7
 from storage.db import session_scope
 from storage.inbound import REPLAY_WINDOW, first_delivery
