@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
 TELEGRAM_CAPTION_LIMIT = 1024
-MAX_INLINE_WAIT = (
-    5.0  # a longer wait (rate limit) is not slept in a job: the message is rescheduled
-)
+# Waits up to this long (our throttle's slot, or one 429's retry_after) are slept inside the
+# job; a longer one is not (it would hold a worker): the message is rescheduled.
+MAX_INLINE_WAIT = 5.0
 
 
 class DeliveryError(Exception):
@@ -156,12 +156,24 @@ class TelegramSender:
         if wait > 0:
             time.sleep(wait)
         try:
-            response = self.client.post(
-                f"{self.base}/{method}", json=json_body, data=data, files=files
-            )
+            _raise_for_telegram(self._post(method, json_body, data, files))
+        except TryLater as error:  # only a 429 carries retry_after here
+            if error.retry_after is None or error.retry_after > MAX_INLINE_WAIT:
+                raise
+            time.sleep(error.retry_after)  # a short 429 is waited out once, then rescheduled
+            _raise_for_telegram(self._post(method, json_body, data, files))
+
+    def _post(
+        self,
+        method: str,
+        json_body: dict[str, Any] | None,
+        data: dict[str, Any] | None,
+        files: dict[str, Any] | None,
+    ) -> httpx.Response:
+        try:
+            return self.client.post(f"{self.base}/{method}", json=json_body, data=data, files=files)
         except httpx.HTTPError as error:
             raise TryLater(f"telegram: {type(error).__name__}: {error}") from error
-        _raise_for_telegram(response)
 
 
 def _raise_for_telegram(response: httpx.Response) -> None:
