@@ -30,7 +30,6 @@ class MediaStore(Protocol):
     def put(self, data: bytes, content_type: str) -> StoredMedia: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
-    def url(self, key: str) -> str: ...
 
 
 def media_key(digest: str, content_type: str) -> str:
@@ -40,9 +39,8 @@ def media_key(digest: str, content_type: str) -> str:
 class DiskMediaStore:
     """Files under `root`; temp file + fsync + rename, so a reader never sees half a photo."""
 
-    def __init__(self, root: Path, base_url: str = "/media") -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.base_url = base_url.rstrip("/")
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -79,7 +77,3 @@ class DiskMediaStore:
             return self._path(key).exists()
         except KeyError:
             return False
-
-    def url(self, key: str) -> str:
-        self._path(key)
-        return f"{self.base_url}/{key}"

@@ -76,6 +76,15 @@ def test_a_copied_env_example_runs_the_embedded_product(tmp_path: Path) -> None:
     assert settings.unsafe_for_public_use() == []
 
 
+def test_every_variable_in_env_example_is_a_setting() -> None:
+    """Settings ignore unknown variables, so one documented but not read would do nothing."""
+    from webhook.settings import Settings
+
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    names = {line.split("=", 1)[0].lower() for line in lines if line and not line.startswith("#")}
+    assert names - set(Settings.model_fields) == set()
+
+
 def test_serve_on_another_port_prints_links_for_that_port(
     tmp_path: Path,
 ) -> None:
