@@ -32,9 +32,9 @@ from storage.outbox import Claimed, claim, mark_dead, mark_sent, reroute_to_sms,
 
 log = logging.getLogger(__name__)
 
-MAX_INLINE_WAIT = (
-    5.0  # a longer wait (rate limit) is not slept in a job: the message is rescheduled
-)
+# Waits up to this long (our throttle's slot, or one 429's retry_after) are slept inside the
+# job; a longer one is not (it would hold a worker): the message is rescheduled.
+MAX_INLINE_WAIT = 5.0
 DEFAULT_RETRY_AFTER = 5.0  # a 429 that does not say how long to wait
 BOT_LIMIT_WINDOW = 1.0  # 429s of two chats this close together: the bot's limit was hit
 
@@ -210,6 +210,22 @@ class TelegramSender:
             raise TryLater("telegram: over the sending rate", retry_after=wait)
         if wait > 0:
             time.sleep(wait)
+        try:
+            self._post(chat, method, json_body, data, files)
+        except TryLater as error:  # only a 429 carries retry_after here
+            if error.retry_after is None or error.retry_after > MAX_INLINE_WAIT:
+                raise
+            time.sleep(error.retry_after)  # a short 429 is waited out once, then rescheduled
+            self._post(chat, method, json_body, data, files)
+
+    def _post(
+        self,
+        chat: str,
+        method: str,
+        json_body: dict[str, Any] | None,
+        data: dict[str, Any] | None,
+        files: dict[str, Any] | None,
+    ) -> None:
         try:
             response = self.client.post(
                 f"{self.base}/{method}", json=json_body, data=data, files=files

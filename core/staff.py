@@ -84,6 +84,12 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT_MINUTES = 15
 
 
+def normal_username(typed: str) -> str:
+    """The account name as stored and looked up, however it was typed ("LAN.ttphcc " →
+    lan.ttphcc): one rule for creating, signing in and resetting."""
+    return typed.strip().lower()
+
+
 def username_problem(username: str) -> str | None:
     """Personal accounts are `name.unit` (e.g. lan.ttphcc): lower-case letters and digits."""
     return None if USERNAME.fullmatch(username) else "admin.error.username_format"

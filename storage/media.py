@@ -40,7 +40,6 @@ class MediaStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
-    def url(self, key: str) -> str: ...
 
     def problem(self) -> str | None:
         """Why the store cannot take files now (for /healthz and the panel), or None."""
@@ -59,9 +58,8 @@ def media_key(digest: str, content_type: str) -> str:
 class DiskMediaStore:
     """Files under `root`; temp file + fsync + rename, so a reader never sees half a photo."""
 
-    def __init__(self, root: Path, base_url: str = "/media") -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.base_url = base_url.rstrip("/")
         self._failed: tuple[float, str] | None = None  # (monotonic time, reason) of the last
 
     def _path(self, key: str) -> Path:
@@ -122,7 +120,3 @@ class DiskMediaStore:
             return self._path(key).exists()
         except KeyError:
             return False
-
-    def url(self, key: str) -> str:
-        self._path(key)
-        return f"{self.base_url}/{key}"

@@ -18,6 +18,7 @@ from core.staff import (
     MAX_FAILED_LOGINS,
     Role,
     StaffMember,
+    normal_username,
     password_problem,
     username_problem,
 )
@@ -52,13 +53,13 @@ def create_staff(
     session: Session, *, username: str, full_name: str, agency_code: str, role: Role
 ) -> tuple[StaffUser, str]:
     """A new account and its one-time password (to be changed at the first login)."""
-    username = username.strip().lower()
+    username = normal_username(username)
     problem = username_problem(username)
     if problem:
         raise StaffError(problem)
     if session.get(Agency, agency_code) is None:
         raise StaffError("admin.error.unknown_agency")
-    if session.execute(select(StaffUser).where(StaffUser.username == username)).first():  # type: ignore[arg-type]
+    if staff_by_username(session, username) is not None:
         raise StaffError("admin.error.username_taken")
     one_time = secrets.token_urlsafe(12)
     user = StaffUser(
@@ -74,6 +75,12 @@ def create_staff(
     return user, one_time
 
 
+def staff_by_username(session: Session, username: str) -> StaffUser | None:
+    """The account of a name as typed (see `normal_username`)."""
+    statement = select(StaffUser).where(StaffUser.username == normal_username(username))  # type: ignore[arg-type]
+    return session.execute(statement).scalar_one_or_none()
+
+
 def reset_password(session: Session, user: StaffUser) -> str:
     """A new one-time password (an admin's "reset"): unlocks, and forces a change at login."""
     one_time = secrets.token_urlsafe(12)
@@ -87,9 +94,7 @@ def authenticate(
     session: Session, username: str, password: str, now: datetime
 ) -> tuple[Login, StaffUser | None]:
     """Check a login; repeated failures lock the account for a while, even for a good password."""
-    user = session.execute(
-        select(StaffUser).where(StaffUser.username == username.strip().lower())  # type: ignore[arg-type]
-    ).scalar_one_or_none()
+    user = staff_by_username(session, username)
     if user is None:
         _verify(_DUMMY_HASH, password)
         return Login.BAD, None

@@ -87,13 +87,10 @@ def prepare_database() -> list[str]:
 
 
 def _staff(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from core.messages import render
     from core.staff import Role
     from storage.db import session_scope
-    from storage.models import StaffUser
-    from storage.staff import StaffError, create_staff, reset_password
+    from storage.staff import StaffError, create_staff, reset_password, staff_by_username
     from webhook.runtime import build_runtime
 
     prepare_database()
@@ -109,11 +106,10 @@ def _staff(args: argparse.Namespace) -> int:
                     role=Role(args.role),
                 )
             else:
-                found = session.execute(
-                    select(StaffUser).where(StaffUser.username == args.username)
-                ).scalar_one_or_none()
+                found = staff_by_username(session, args.username)
                 if found is None:
-                    print(f"No account {args.username}.", file=sys.stderr)
+                    no_account = render("admin.error.no_account", "vi", username=args.username)
+                    print(no_account, file=sys.stderr)
                     return 1
                 user, password = found, reset_password(session, found)
             username = user.username

@@ -43,5 +43,5 @@ def build_runtime(settings: Settings) -> Runtime:
         async_reader=make_async_reader(settings.database_url, timeouts),
         catalog=load_catalog(settings.catalog_dir),
         calendar=load_calendar(settings.calendar_overrides),
-        media=DiskMediaStore(settings.media_dir, settings.media_url),
+        media=DiskMediaStore(settings.media_dir),
     )

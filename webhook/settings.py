@@ -30,12 +30,10 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_url: str | None = None
     media_dir: Path = REPO_ROOT / "var" / "media"
-    media_url: str = "/media"
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     catalog_dir: Path = REPO_ROOT / "data" / "catalog" / "tay-ninh"
     calendar_overrides: Path = REPO_ROOT / "data" / "calendar" / "vn-overrides.toml"
-    default_language: str = "vi"
     load_demo_data: bool = True
 
     sms_webhook_secret: SecretStr | None = None
@@ -45,7 +43,7 @@ class Settings(BaseSettings):
     sms_gateway_body: str = '{"to": "{phone}", "text": "{text}"}'
 
     telegram_citizen_token: SecretStr | None = None
-    telegram_staff_token: SecretStr | None = None
+    telegram_staff_token: SecretStr | None = None  # not yet used: the staff bot has no issue
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
     telegram_max_per_second: float = 30.0  # Telegram's overall limit per bot; 0 = no limit
@@ -60,6 +58,7 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = 1.0
     reminder_interval_seconds: float = 60.0
 
+    # Not yet used: read by the Zalo channel (issue #12) and the one-stop connector (no issue yet).
     zalo_app_id: str | None = None
     zalo_oa_id: str | None = None
     zalo_oa_secret_key: SecretStr | None = None

@@ -133,13 +133,27 @@ def test_a_short_429_is_waited_out_inside_the_job(
     runtime: Runtime, dispatcher: Dispatcher, telegram: tuple[FakeTelegram, str]
 ) -> None:
     fake, _ = telegram
-    fake.rate_limited["sendMessage"] = [1]
+    fake.rate_limited["sendMessage"] = [1]  # within MAX_INLINE_WAIT: slept, then sent again
+    accepted(runtime, external_id=str(CHAT))
+    started = time.monotonic()
+    [outcome] = dispatcher.dispatch(MONDAY)
+    assert outcome.state == "sent"  # in the same job, not rescheduled
+    assert 1 <= time.monotonic() - started < 5
+    assert len(fake.sent("sendMessage")) == 2 and len(messages(fake)) == 1
+    [row] = outbox(runtime)
+    assert row.state == "sent" and row.attempts == 1
+
+
+def test_a_second_429_in_a_row_reschedules_the_message(
+    runtime: Runtime, dispatcher: Dispatcher, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    fake.rate_limited["sendMessage"] = [1, 2]  # waited out once only: the job does not spin
     accepted(runtime, external_id=str(CHAT))
     [outcome] = dispatcher.dispatch(MONDAY)
     assert outcome.state == "pending"
-    started = time.monotonic()
-    assert [o.state for o in dispatcher.dispatch(MONDAY + timedelta(seconds=1))] == ["sent"]
-    assert time.monotonic() - started < 5
+    assert dispatcher.dispatch(MONDAY + timedelta(seconds=1)) == []
+    assert [o.state for o in dispatcher.dispatch(MONDAY + timedelta(seconds=2))] == ["sent"]
 
 
 def test_a_blocked_bot_falls_back_to_sms(

@@ -28,7 +28,7 @@ from storage.models import OutboxMessage
 from tests.conftest import unavailable
 from tests.dossiers import act, citizen_dossier
 from tests.fakes.telegram import TELEGRAM_TOKEN, FakeTelegram
-from webhook.jobs import JOB_BATCH
+from webhook.jobs import JOB_BATCH, QUEUE
 from webhook.settings import REPO_ROOT
 
 TOKEN = TELEGRAM_TOKEN
@@ -227,8 +227,22 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_citizen_gets_one_message(
     assert row.state == "sent" and row.attempts == 2
 
 
+def jobs_in_redis(redis_url: str) -> list[tuple[int, ...]]:
+    """The outbox ids each rq job carries: jobs waiting in the queue and the one running."""
+    from redis import Redis
+    from rq import Queue
+    from rq.job import Job
+    from rq.registry import StartedJobRegistry
+
+    redis = Redis.from_url(redis_url)
+    queue = Queue(QUEUE, connection=redis)
+    ids = StartedJobRegistry(queue=queue).get_job_ids() + queue.get_job_ids()
+    return [tuple(Job.fetch(job_id, connection=redis).args) for job_id in ids]
+
+
 def test_a_burst_goes_out_in_batched_jobs_and_a_killed_batch_is_finished_by_another_worker(
     workers: Workers,
+    redis_server: RedisServer,
     postgres_url: str,
     catalog: Catalog,
     calendar: WorkingCalendar,
@@ -239,7 +253,8 @@ def test_a_burst_goes_out_in_batched_jobs_and_a_killed_batch_is_finished_by_anot
     fake, _ = telegram
     engine = make_engine(postgres_url)
     now = datetime.now(UTC)
-    chats = [CHAT + n for n in range(JOB_BATCH + 2)]
+    chats = [CHAT + n for n in range(12)]
+    assert len(chats) > JOB_BATCH  # more than one job
     for chat in chats:
         dossier_id, _ = citizen_dossier(engine, catalog, calendar, external_id=str(chat), at=now)
         act(engine, catalog, calendar, dossier_id, Action.ACCEPT, now)
@@ -247,6 +262,10 @@ def test_a_burst_goes_out_in_batched_jobs_and_a_killed_batch_is_finished_by_anot
     fake.hold.clear()
     first = workers.start()
     wait_until(fake.waiting.is_set, "the first job never reached Telegram")
+    # One job per JOB_BATCH messages, not one per message: a full batch running, the rest queued.
+    batches = jobs_in_redis(redis_server.url)
+    assert [len(batch) for batch in batches] == [JOB_BATCH, len(chats) - JOB_BATCH]
+    assert len({i for batch in batches for i in batch}) == len(chats)
     workers.kill(first)
     wait_until(lambda: bool(fake.aborted), "the killed worker's request is still open")
     fake.hold.set()

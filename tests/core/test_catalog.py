@@ -17,7 +17,11 @@ def test_shipped_demo_province_loads(catalog: Catalog) -> None:
     assert len(catalog.procedures) == 5
     communes = [a for a in catalog.agencies.values() if a.kind == "commune_centre"]
     assert len(communes) == 3
-    assert all(a.parent == catalog.province.code for a in catalog.children(catalog.province.code))
+    assert catalog.province.code == "000.00.00.H53"
+    assert {a.code for a in catalog.children("000.00.00.H53")} == {
+        "000.00.10.H53", "000.00.21.H53", "000.20.01.H53", "000.20.02.H53", "000.20.03.H53",
+    }  # fmt: skip
+    assert catalog.children("000.20.01.H53") == []  # a commune centre has no units under it
     for procedure in catalog.procedures.values():
         assert catalog.receiving_agencies(procedure), procedure.slug
         assert procedure.name.vi and procedure.name.en

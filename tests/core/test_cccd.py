@@ -25,6 +25,11 @@ def test_the_six_field_variant_without_the_old_id() -> None:
     assert card.birth_date == date(1985, 2, 1)
 
 
+def test_a_birth_month_of_two_digits() -> None:
+    card = parse_cccd("079123456789|Trần Văn Bình|28111985|Nam|Tây Ninh|01012022")
+    assert card is not None and card.birth_date == date(1985, 11, 28)
+
+
 def test_other_qr_codes_are_not_cards() -> None:
     for text in ("https://hcc.example.vn/lookup/X", "12345|a|b|c|d|e|f", "", "079123456789|||||"):
         assert parse_cccd(text) is None

@@ -69,3 +69,5 @@ def test_password_rules() -> None:
     assert password_problem("lan-2026-hcc", "lan.ttphcc") == "admin.error.password_has_name"
     assert password_problem("aaaaaaaaaaaa", "lan.ttphcc") == "admin.error.password_simple"
     assert password_problem("Một-cửa-2026!", "lan.ttphcc") is None
+    assert password_problem("Mc-2026-ok", "lan.ttphcc") is None  # 10 characters are enough
+    assert password_problem("abcdabcdabcd", "lan.ttphcc") is None  # 4 different ones too

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from core.catalog import Catalog
 from core.dossier import Action
+from core.messages import render
 from core.staff import Role
 from storage.db import session_scope
 from storage.models import Dossier, OutboxMessage, StaffUser, StatusEvent, ThreadMessage
@@ -308,12 +309,16 @@ def test_a_refused_extension_says_why_and_changes_nothing(
         Action.ACCEPT,
         datetime.now(UTC),
     )
+    [accepted] = rows(runtime, Dossier)
     desk.get(f"/admin/dossiers/{code}")
     response = desk.post(
         f"/admin/dossiers/{code}/act", {"action": "extend", "new_date": "2020-01-01", "reason": "x"}
     )
-    assert response.status_code == 409 and "error" in response.text  # type: ignore[attr-defined]
-    assert [d.extended for d in rows(runtime, Dossier)] == [False]
+    assert response.status_code == 409
+    why = render("errors.extension_date_invalid", "vi", due=accepted.appointment_date)
+    assert why in response.text  # type: ignore[attr-defined]
+    [after] = rows(runtime, Dossier)
+    assert (after.extended, after.appointment_date) == (False, accepted.appointment_date)
 
 
 def test_transfer_keeps_the_code_and_moves_the_dossier_between_desks(

@@ -76,6 +76,15 @@ def test_a_copied_env_example_runs_the_embedded_product(tmp_path: Path) -> None:
     assert settings.unsafe_for_public_use() == []
 
 
+def test_every_variable_in_env_example_is_a_setting() -> None:
+    """Settings ignore unknown variables, so one documented but not read would do nothing."""
+    from webhook.settings import Settings
+
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    names = {line.split("=", 1)[0].lower() for line in lines if line and not line.startswith("#")}
+    assert names - set(Settings.model_fields) == set()
+
+
 def test_serve_on_another_port_prints_links_for_that_port(
     tmp_path: Path,
 ) -> None:
@@ -129,3 +138,35 @@ def test_serve_on_another_port_prints_links_for_that_port(
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_staff_reset_finds_the_account_as_sign_in_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The name is typed as the officer signs in with it ("LAN.ttphcc " is lan.ttphcc)."""
+    from datetime import UTC, datetime
+
+    from storage.db import make_engine, session_scope
+    from storage.staff import Login, authenticate
+
+    database = f"sqlite:///{tmp_path / 'hcc.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", database)
+    monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
+    get_settings.cache_clear()
+    try:
+        agency = "000.00.10.H53"
+        assert main(["staff", "create", "lan.ttphcc", "--name", "Lan", "--agency", agency]) == 0
+        capsys.readouterr()
+        assert main(["staff", "reset", " LAN.ttphcc"]) == 0
+        out = capsys.readouterr().out
+        assert "lan.ttphcc: " in out
+        password = out.split("lan.ttphcc: ", 1)[1].split(" — ", 1)[0]
+        assert main(["staff", "reset", "mai.ttphcc"]) == 1
+        assert "Không có tài khoản mai.ttphcc" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+    engine = make_engine(database)
+    with session_scope(engine) as session:
+        result, _ = authenticate(session, "LAN.ttphcc", password, datetime.now(UTC))
+    engine.dispose()
+    assert result is Login.OK  # the reset's one-time password is the one that signs in

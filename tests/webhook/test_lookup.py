@@ -58,11 +58,12 @@ def test_lookup_page_shows_status_in_words_and_the_appointment(
     page = response.text
     assert accepted_code in page
     assert "Đã tiếp nhận" in page
-    assert "Đăng ký thành lập hộ kinh doanh" in page or "hộ kinh doanh" in page
+    assert '<dd id="procedure">Đăng ký thành lập hộ kinh doanh</dd>' in page  # its name, whole
     assert "10/12/2026" in page  # 3 working days after Monday 7/12
     assert 'name="viewport"' in page  # made for phones
     english = client.get(f"/lookup/{accepted_code}?lang=en").text
     assert "Accepted" in english and "Appointment date" in english
+    assert '<dd id="procedure">Household business registration</dd>' in english
 
 
 def test_lookup_json_for_machines(client: TestClient, accepted_code: str) -> None:
