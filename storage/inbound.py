@@ -57,7 +57,7 @@ def first_delivery(session: Session, channel: str, external_id: str) -> bool:
 
 
 _events: Any = InboundEvent.__table__  # type: ignore[attr-defined]
-ANSWERED, SENDING, SENT = "answered", "sending", "sent"
+RECEIVED, ANSWERED, SENDING, SENT = "received", "answered", "sending", "sent"
 
 def _owe(insert: Any) -> Any:
     """An upsert: the delivery's row normally exists (the replay guard wrote it first)."""
@@ -67,6 +67,7 @@ def _owe(insert: Any) -> Any:
         "reply_state": bindparam("owe_state"),
         "replies_sent": 0,
         "reply_lease_until": bindparam("owe_lease_until", type_=UTCDateTime),
+        "payload": None,  # handled: what the citizen sent is not kept here any longer
     }
     statement = insert(_events).values(
         channel=bindparam("owe_channel"),
@@ -190,6 +191,73 @@ def stored_replies(session: Session, channel: str, delivery_id: str) -> list[Rep
     if row is None:
         return None
     return [reply_from_json(r) for r in row.replies or []]
+
+
+def accept_event(
+    session: Session, channel: str, delivery_id: str, payload: dict[str, Any], lease_until: datetime
+) -> bool:
+    """Keep an event that is acknowledged before it is handled (Zalo wants its 200 within 2 s):
+    False when it was seen before. The receiving process handles it at once; if it dies first,
+    the dispatcher finds it once `lease_until` is over (`unhandled_events`)."""
+    connection = session.connection()
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(_events)
+        .values(
+            channel=channel,
+            external_id=delivery_id,
+            received_at=utcnow(),
+            payload=payload,
+            reply_state=RECEIVED,
+            reply_lease_until=lease_until,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+        .returning(_events.c.external_id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def claim_event(
+    connection: Connection, channel: str, delivery_id: str, now: datetime, lease_until: datetime
+) -> dict[str, Any] | None:
+    """Take over an acknowledged event whose process went away before handling it."""
+    row = connection.execute(
+        update(_events)
+        .where(
+            _events.c.channel == channel,
+            _events.c.external_id == delivery_id,
+            _events.c.reply_state == RECEIVED,
+            _events.c.reply_lease_until <= now,
+        )
+        .values(reply_lease_until=lease_until)
+        .returning(_events.c.payload)
+    ).first()
+    return None if row is None else dict(row.payload or {})
+
+
+def event_handled(session: Session, channel: str, delivery_id: str) -> None:
+    """The event's turn ran and owed nothing (its replies, if any, were owed by `owe_replies`)."""
+    session.execute(
+        update(_events)
+        .where(
+            _events.c.channel == channel,
+            _events.c.external_id == delivery_id,
+            _events.c.reply_state == RECEIVED,
+        )
+        .values(reply_state=SENT, payload=None)
+    )
+
+
+def unhandled_events(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """(channel, delivery id) of acknowledged events whose process died before handling them."""
+    rows = session.execute(
+        select(_events.c.channel, _events.c.external_id).where(
+            _events.c.reply_state == RECEIVED,
+            _events.c.reply_lease_until <= now,
+            _events.c.received_at >= now - REPLY_GIVE_UP,
+        )
+    ).all()
+    return [(r[0], r[1]) for r in rows]
 
 
 # Replies older than this are not sent any more: after a day the citizen has moved on (and

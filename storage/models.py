@@ -217,12 +217,12 @@ class InboundEvent(SQLModel, table=True):
     # Old rows are forgotten by age (storage.inbound.forget_deliveries), once a minute.
     __table_args__ = (
         Index("ix_inboundevent_received_at", "received_at"),
-        # The dispatcher's tick looks for replies whose sending process went away.
+        # The dispatcher looks for events and replies whose process went away.
         Index(
-            "ix_inboundevent_replies_sending",
+            "ix_inboundevent_unfinished",
             "reply_lease_until",
-            sqlite_where=text("reply_state = 'sending'"),
-            postgresql_where=text("reply_state = 'sending'"),
+            sqlite_where=text("reply_state IN ('received', 'sending')"),
+            postgresql_where=text("reply_state IN ('received', 'sending')"),
         ),
     )
 
@@ -230,8 +230,12 @@ class InboundEvent(SQLModel, table=True):
     external_id: str = Field(primary_key=True, max_length=128)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     recipient: str | None = Field(default=None, max_length=128)  # the chat the replies go to
+    # An event acknowledged before it is handled (Zalo wants its answer within 2 s), kept until
+    # its turn has run: see storage.inbound.accept_event.
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     replies: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
-    # None (nothing owed) | answered (in the webhook's response) | sending | sent
+    # None (nothing owed) | received (payload not handled yet) | answered (the replies went in
+    # the webhook's response) | sending | sent
     reply_state: str | None = Field(default=None, max_length=16)
     replies_sent: int = 0  # replies[:replies_sent] are known to have gone out
     reply_lease_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))

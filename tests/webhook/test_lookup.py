@@ -117,7 +117,7 @@ def test_lookup_form_redirects_to_the_canonical_code(
 def test_healthz_reports_the_database(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "database": "ok"}
+    assert response.json() == {"ok": True, "database": "ok", "media": "ok"}
 
 
 def test_healthz_checks_redis_when_configured(settings: Settings, redis_url: str) -> None:
