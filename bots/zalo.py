@@ -259,8 +259,6 @@ def _submitted_info(event: dict[str, Any], message: dict[str, Any]) -> dict[str,
         parsed = json.loads(str(message.get("text", "")))
     except ValueError:
         return {}
-    if isinstance(parsed, dict) and isinstance(parsed.get("info"), dict):
-        return dict(parsed["info"])
     return parsed if isinstance(parsed, dict) else {}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import itertools
 import json
 import secrets
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from PIL import Image
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -421,12 +419,6 @@ class FakeZaloMedia:
         if content is None:
             return Response(status_code=404)
         return Response(content, media_type="application/octet-stream")
-
-
-def jpeg(width: int = 1200, height: int = 1600) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 180, 160)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 class ZaloEvents:
