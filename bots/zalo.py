@@ -3,7 +3,7 @@
 messages (ZNS) by phone, and the OAuth v4 token pair (`ZaloTokens`). No web framework here: the
 route and the dialogue turn call these.
 
-Wire facts: docs/zalo.md and the reference it cites. Points where the public sources disagree
+See docs/zalo.md for the wire facts and choices. Points where the public sources disagree
 are settings or accept both forms: the signature may start with the app id or the OA id (both are
 tried, the one that matched is logged once); `template_type: "button"` on button templates is a
 setting (`button_template_type`).
