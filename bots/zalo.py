@@ -174,8 +174,9 @@ class ZaloEvent:
 def translate(event: dict[str, Any]) -> ZaloEvent:
     """A verified event as what the product does with it."""
     name = str(event.get("event_name", ""))
-    message = event.get("message") if isinstance(event.get("message"), dict) else {}
-    assert isinstance(message, dict)
+    message = event.get("message")
+    if not isinstance(message, dict):
+        message = {}
     sender, recipient = event.get("sender") or {}, event.get("recipient") or {}
     at = datetime.fromtimestamp(int(event.get("timestamp", 0)) / 1000, UTC)
     if name in ("follow", "unfollow"):

@@ -589,3 +589,14 @@ def test_configured_templates_are_checked_against_what_zalo_declares(wired: Wire
         "notice.refused (template 2): required parameter 'ma_ho_so' is not filled",
         "notice.returned (template 3): zalo -201: template_id is invalid",
     ]
+
+
+def test_a_followers_profile_is_read_with_the_query_as_json(wired: Wired) -> None:
+    wired.fake.users[ZALO_USER_ID] = {
+        "display_name": "Mai",
+        "shared_info": {"phone": "84912345678"},
+    }
+    profile = wired.sender().profile(ZALO_USER_ID)
+    assert (profile["display_name"], profile["user_is_follower"]) == ("Mai", True)
+    with pytest.raises(Rejected, match="-201"):
+        wired.sender().profile("unknown")

@@ -180,3 +180,18 @@ def test_the_consent_link_uses_pkce_and_the_callback_exchanges_the_code(
         tokens.exchange_code(code, tokens.verifier("st-1"))  # recomputed from the state alone
         assert tokens.access_token() in fake.access_tokens
     engine.dispose()
+
+
+def test_a_pair_seeded_by_hand_is_used_until_it_expires(
+    sqlite_url: str, zalo: tuple[FakeZalo, str]
+) -> None:
+    fake, base = zalo
+    engine = make_engine(sqlite_url)
+    access, refresh = fake.issue_pair()
+    with httpx.Client() as client:
+        make_tokens(engine, client, base, clock=lambda: NOW).store_pair(access, refresh, 3600)
+        later = make_tokens(engine, client, base, clock=lambda: NOW + timedelta(minutes=55))
+        assert make_tokens(engine, client, base, clock=lambda: NOW).access_token() == access
+        assert later.access_token() not in (access, "")  # within the margin: refreshed
+    assert fake.refresh_calls == 1
+    engine.dispose()
