@@ -289,3 +289,15 @@ class CannedReply(SQLModel, table=True):
     agency_code: str = Field(foreign_key="agency.code", max_length=32, index=True)
     title: str = Field(max_length=120)
     text: str
+
+
+class ZaloToken(SQLModel, table=True):
+    """The Zalo Official Account's OAuth v4 pair, one row per OA. Refresh tokens are single-use
+    and rotate, so the row is locked while one is spent (storage.zalo.lock_token)."""
+
+    oa_id: str = Field(primary_key=True, max_length=32)
+    access_token: str
+    refresh_token: str
+    expires_at: datetime = Field(sa_column=_when())
+    refreshed_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    broken_reason: str | None = None  # why it can no longer be refreshed (the admin reconnects)

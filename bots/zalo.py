@@ -1,0 +1,736 @@
+"""The Zalo Official Account channel: webhook events in (verify, translate to the dialogue's
+`Incoming`, download attachments from Zalo's hosts only), `Reply`s out (`ZaloSender`), template
+messages (ZNS) by phone, and the OAuth v4 token pair (`ZaloTokens`). No web framework here: the
+route and the dialogue turn call these.
+
+See docs/zalo.md for the wire facts and choices. Points where the public sources disagree
+are settings or accept both forms: the signature may start with the app id or the OA id (both are
+tried, the one that matched is logged once); `template_type: "button"` on button templates is a
+setting (`button_template_type`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from PIL import Image
+from sqlalchemy.engine import Engine
+
+from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreachable, split_text
+from core.calendar import VN_TZ
+from core.conversation import Incoming, IncomingFile
+from core.messages import render
+from core.phone import normalize_phone
+from core.replies import Button, Reply
+from core.zalo_templates import DeclaredTemplate, TemplateMapping, check_declared
+from storage.db import session_scope
+from storage.zalo import StoredToken, get_token, lock_token, mark_broken, save_tokens
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "zalo"
+BUTTON_PREFIX = "#hcc:"  # our button payloads: a tap comes back as a text starting with it
+TEXT_LIMIT = 2000
+MAX_BUTTONS = 5
+IMAGE_LIMIT = 1_000_000  # upload/image takes jpg/png up to 1 MB
+TRACKING_ID_LIMIT = 48
+RECEIPTS = frozenset({"user_received_message", "user_seen_message"})
+
+# ---------------------------------------------------------------------------- signature
+
+
+class BadSignature(Exception):
+    """The request is not an event Zalo sent to us now (answer 401, store nothing)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"?(\d{1,16})"?')
+_logged_variants: set[str] = set()
+
+
+def verify(
+    body: bytes,
+    signature_header: str,
+    *,
+    app_id: str,
+    oa_id: str,
+    secret: str,
+    now: datetime,
+    max_skew: timedelta = timedelta(minutes=5),
+) -> dict[str, Any]:
+    """The event, once its `X-ZEvent-Signature` (sha256 of app_id + raw body + timestamp +
+    secret) matches the raw bytes, its app and OA are ours and its time is near `now`.
+
+    The mac is checked before the body is parsed: the timestamp it covers is found in the raw
+    bytes, and the parsed body must then carry that same timestamp."""
+    header = (signature_header or "").strip()
+    if not header.lower().startswith("mac="):
+        raise BadSignature("no mac in X-ZEvent-Signature")
+    given = header[4:].strip().lower()
+    matched = _match_mac(body, given, app_id=app_id, oa_id=oa_id, secret=secret)
+    if matched is None:
+        raise BadSignature("signature does not match")
+    variant, stamp = matched
+    if variant not in _logged_variants:
+        _logged_variants.add(variant)
+        log.info("zalo webhook signatures start with the %s", variant)
+    try:
+        event = json.loads(body)
+    except ValueError as error:
+        raise BadSignature("body is not JSON") from error
+    if not isinstance(event, dict) or str(event.get("timestamp")) != stamp:
+        raise BadSignature("timestamp is not the signed one")
+    if str(event.get("app_id")) != app_id:
+        raise BadSignature("app_id is not ours")
+    if _event_oa_id(event) != oa_id:
+        raise BadSignature("event of another Official Account")
+    sent_at = datetime.fromtimestamp(int(stamp) / 1000, UTC)
+    if abs(now - sent_at) > max_skew:
+        raise BadSignature("timestamp too far from now")
+    return event
+
+
+def _match_mac(
+    body: bytes, given: str, *, app_id: str, oa_id: str, secret: str
+) -> tuple[str, str] | None:
+    for stamp in _TIMESTAMP.findall(body)[:4]:  # the top-level one is among the first few
+        for variant, first in (("app_id", app_id), ("oa_id", oa_id)):
+            expected = hashlib.sha256(first.encode() + body + stamp + secret.encode()).hexdigest()
+            if hmac.compare_digest(expected, given):
+                return variant, stamp.decode()
+    return None
+
+
+def _event_oa_id(event: dict[str, Any]) -> str:
+    """Follow events name the OA in `oa_id`; the citizen's messages in `recipient`; the OA's own
+    messages and their receipts in `sender`."""
+    if "oa_id" in event:
+        return str(event["oa_id"])
+    name = str(event.get("event_name", ""))
+    side = "sender" if name.startswith("oa_") or name in RECEIPTS else "recipient"
+    return str((event.get(side) or {}).get("id", ""))
+
+
+# ---------------------------------------------------------------------------- translate
+
+
+class EventKind(StrEnum):
+    TURN = "turn"  # the citizen did something: run a dialogue turn
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"  # pushes go by SMS from now on
+    ECHO = "echo"  # our own message coming back: nothing to do
+    ADMIN_REPLY = "admin_reply"  # a person answered from Zalo's OA manager: into the thread
+    RECEIPT = "receipt"  # received / seen: the outbox row's delivery state
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    url: str
+    kind: str  # "image" or "file"
+    name: str = ""
+    size: int | None = None  # what the event claims (files only); the download enforces it
+
+
+@dataclass(frozen=True)
+class ZaloEvent:
+    kind: EventKind
+    event_name: str
+    user_id: str  # the citizen, scoped to our OA (the recipient of what we send)
+    delivery_id: str  # for the replay guard: Zalo retries the same event
+    at: datetime
+    incoming: Incoming | None = None  # for turns; files still to download from `attachments`
+    attachments: tuple[Attachment, ...] = ()
+    name: str = ""  # user_submit_info
+    phone: str = ""  # user_submit_info, normalised (+84…) when it is a Vietnamese mobile
+    text: str = ""  # an admin reply's text
+    admin_id: str = ""
+    msg_ids: tuple[str, ...] = ()  # receipts
+    tracking_id: str = ""  # receipt of a template message: our outbox key
+
+    def with_files(self, files: Sequence[IncomingFile]) -> Incoming:
+        """The turn's input once its attachments are downloaded (a batch is one step)."""
+        assert self.incoming is not None
+        return replace(self.incoming, files=tuple(files))
+
+
+def translate(event: dict[str, Any]) -> ZaloEvent:
+    """A verified event as what the product does with it."""
+    name = str(event.get("event_name", ""))
+    message = event.get("message")
+    if not isinstance(message, dict):
+        message = {}
+    sender, recipient = event.get("sender") or {}, event.get("recipient") or {}
+    at = datetime.fromtimestamp(int(event.get("timestamp", 0)) / 1000, UTC)
+    if name in ("follow", "unfollow"):
+        user = str((event.get("follower") or {}).get("id", ""))
+        kind = EventKind.FOLLOW if name == "follow" else EventKind.UNFOLLOW
+        return ZaloEvent(kind, name, user, _delivery_id(event, name, user), at)
+    if name.startswith("oa_send_"):
+        user, admin = str(recipient.get("id", "")), str(sender.get("admin_id", "") or "")
+        kind = EventKind.ADMIN_REPLY if admin else EventKind.ECHO
+        return ZaloEvent(
+            kind,
+            name,
+            user,
+            _delivery_id(event, name, user),
+            at,
+            text=str(message.get("text", "")),
+            admin_id=admin,
+        )
+    if name in RECEIPTS:
+        user = str(recipient.get("id", ""))
+        ids = message.get("msg_ids") or ([message["msg_id"]] if message.get("msg_id") else [])
+        return ZaloEvent(
+            EventKind.RECEIPT,
+            name,
+            user,
+            _delivery_id(event, name, user),
+            at,
+            msg_ids=tuple(str(i) for i in ids),
+            tracking_id=str(message.get("tracking_id", "")),
+        )
+    user = str(sender.get("id", ""))
+    delivery = _delivery_id(event, name, user)
+    if name == "user_submit_info":
+        info = _submitted_info(event, message)
+        raw_phone = str(info.get("phone", "")).strip()
+        phone = normalize_phone(raw_phone) or raw_phone  # else the dialogue answers "bad phone"
+        return ZaloEvent(
+            EventKind.TURN,
+            name,
+            user,
+            delivery,
+            at,
+            Incoming(phone=phone),
+            name=str(info.get("name", "")).strip(),
+            phone=phone,
+        )
+    if name == "user_send_text":
+        text = str(message.get("text", ""))
+        if text.startswith(BUTTON_PREFIX):
+            incoming = Incoming(button=text.removeprefix(BUTTON_PREFIX))
+        else:
+            incoming = Incoming(text=text)
+        return ZaloEvent(EventKind.TURN, name, user, delivery, at, incoming)
+    if name in ("user_send_image", "user_send_file"):
+        attachments = tuple(_attachments(message))
+        if attachments:
+            incoming = Incoming(text=str(message.get("text", "")))
+            return ZaloEvent(EventKind.TURN, name, user, delivery, at, incoming, attachments)
+    if name.startswith("user_send_"):  # location, sticker, gif, audio, video, link, card…
+        return ZaloEvent(EventKind.TURN, name, user, delivery, at, Incoming(unsupported=True))
+    return ZaloEvent(EventKind.IGNORED, name, user, delivery, at)
+
+
+def _delivery_id(event: dict[str, Any], name: str, user: str) -> str:
+    """Zalo's retries repeat `msg_id`; events without one are told apart by name, time and user.
+    The name comes first: an echo and its receipts carry the same msg_id."""
+    message = event.get("message") or {}
+    msg_id = message.get("msg_id") if isinstance(message, dict) else None
+    if msg_id:
+        return f"{name}:{msg_id}"
+    return f"{name}:{event.get('timestamp')}:{user}"
+
+
+def _submitted_info(event: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """The three shapes seen: `info{name, phone, full_address{…}}`, a flat
+    `info{name, phone, address, city, …}`, and the same as JSON in `message.text`."""
+    info = event.get("info")
+    if isinstance(info, dict):
+        return info
+    try:
+        parsed = json.loads(str(message.get("text", "")))
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _attachments(message: dict[str, Any]) -> list[Attachment]:
+    found = []
+    for item in message.get("attachments") or []:
+        kind, payload = item.get("type"), item.get("payload") or {}
+        if kind in ("image", "file") and isinstance(payload.get("url"), str):
+            size = str(payload.get("size", ""))
+            found.append(
+                Attachment(
+                    payload["url"],
+                    kind,
+                    str(payload.get("name", "")),
+                    int(size) if size.isdigit() else None,
+                )
+            )
+    return found
+
+
+# ---------------------------------------------------------------------------- download
+
+
+class DownloadRefused(Exception):
+    """The attachment was not taken; nothing about it was kept."""
+
+
+class ForeignHost(DownloadRefused):
+    """The URL is not on a configured Zalo media host: no request is made (the URL comes from
+    the request body, so fetching it would let anyone make the server fetch anything)."""
+
+
+class TooLarge(DownloadRefused):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes")
+        self.limit = limit
+
+
+def media_host_allowed(url: httpx.URL, allowed_hosts: Collection[str]) -> bool:
+    """HTTPS on an allowed host or one of its subdomains; plain HTTP only for 127.0.0.1 listed
+    in the allow-list (tests)."""
+    host = url.host.lower()
+    if url.scheme != "https" and not (url.scheme == "http" and host == "127.0.0.1"):
+        return False
+    return any(host == h or host.endswith("." + h) for h in (a.lower() for a in allowed_hosts))
+
+
+async def download(
+    client: httpx.AsyncClient, url: str, *, allowed_hosts: Collection[str], max_bytes: int
+) -> bytes:
+    """The attachment's bytes, read while counting: refused past `max_bytes` whatever the
+    Content-Length says (or when it is missing). Redirects are not followed."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ForeignHost(f"not a URL: {url[:100]}") from error
+    if not media_host_allowed(parsed, allowed_hosts):
+        raise ForeignHost(f"host {parsed.host!r} is not a Zalo media host")
+    try:
+        async with client.stream("GET", parsed, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise DownloadRefused(f"media host answered {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(max_bytes)
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(max_bytes)
+                chunks.append(chunk)
+    except httpx.HTTPError as error:
+        raise DownloadRefused(f"{type(error).__name__}: {error}") from error
+    return b"".join(chunks)
+
+
+# ---------------------------------------------------------------------------- tokens (OAuth v4)
+
+
+class TokenBroken(Exception):
+    """No usable token: the OA admin must connect the app again (`hcc zalo connect`)."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ZaloTokens:
+    """The OA's access token, refreshed before it expires and when Zalo refuses it, by one
+    process at a time (the row lock of `storage.zalo.lock_token`): a refresh token is single-use,
+    and the new pair is committed before anyone uses it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: httpx.Client,
+        *,
+        oauth_base: str,
+        app_id: str,
+        app_secret: str,
+        oa_id: str,
+        margin: timedelta = timedelta(minutes=10),
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.engine, self.client = engine, client
+        self.oauth_base = oauth_base.rstrip("/")
+        self.app_id, self.app_secret, self.oa_id = app_id, app_secret, oa_id
+        self.margin, self.clock = margin, clock
+        self._cached: StoredToken | None = None
+
+    def verifier(self, state: str) -> str:
+        """The PKCE verifier of a consent request (43 characters), derived from its `state` with
+        the app secret: the callback recomputes it, so nothing is stored between the two."""
+        mac = hmac.new(self.app_secret.encode(), state.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()[:43]
+
+    def consent_url(self, redirect_uri: str, state: str) -> tuple[str, str]:
+        """The link the OA admin opens to grant the app access, and its PKCE verifier."""
+        verifier = self.verifier(state)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        query = urlencode(
+            {
+                "app_id": self.app_id,
+                "redirect_uri": redirect_uri,
+                "code_challenge": challenge.rstrip(b"=").decode(),
+                "state": state,
+            }
+        )
+        return f"{self.oauth_base}/v4/oa/permission?{query}", verifier
+
+    def exchange_code(self, code: str, verifier: str) -> None:
+        """The callback's code for the first pair (stored; a reconnect replaces a broken one)."""
+        answer = self._oauth(
+            {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+        )
+        if "access_token" not in answer:
+            raise TokenBroken(f"zalo refused the code: {_oauth_reason(answer)}")
+        with session_scope(self.engine) as session:
+            self._save(session, answer)
+
+    def store_pair(self, access_token: str, refresh_token: str, expires_in: int) -> None:
+        """A pair obtained elsewhere (`hcc zalo token`)."""
+        with session_scope(self.engine) as session:
+            self._save(
+                session,
+                {
+                    "access_token": access_token,
+                    "refresh_token": refresh_token,
+                    "expires_in": expires_in,
+                },
+            )
+
+    def access_token(self) -> str:
+        """A token valid for at least `margin` more, refreshed first if needed."""
+        now = self.clock()
+        if self._cached is not None and self._cached.valid_at(now, self.margin):
+            return self._cached.access_token
+        with session_scope(self.engine) as session:
+            stored = get_token(session, self.oa_id)
+        if stored is None:
+            raise TokenBroken("the Official Account is not connected")
+        if stored.valid_at(now, self.margin):
+            self._cached = stored
+            return stored.access_token
+        return self.refresh(stored.access_token)
+
+    def refresh(self, stale_token: str) -> str:
+        """A new token in place of `stale_token` — unless another process already replaced it,
+        then that one. Zalo's answer is committed before the token is handed out."""
+        self._cached = None
+        refused: str | None = None
+        with session_scope(self.engine) as session:
+            stored = lock_token(session, self.oa_id)
+            if stored is None:
+                raise TokenBroken("the Official Account is not connected")
+            if stored.broken_reason is not None:
+                raise TokenBroken(stored.broken_reason)
+            if stored.access_token != stale_token and stored.valid_at(self.clock(), self.margin):
+                fresh = stored
+            else:
+                answer = self._oauth(
+                    {"grant_type": "refresh_token", "refresh_token": stored.refresh_token}
+                )
+                if "access_token" in answer:
+                    fresh = self._save(session, answer)
+                else:
+                    refused = _oauth_reason(answer)
+                    mark_broken(session, self.oa_id, f"zalo refused the refresh token: {refused}")
+        if refused is not None:
+            log.error("zalo refused the refresh token (%s): reconnect the OA", refused)
+            raise TokenBroken(refused)
+        self._cached = fresh
+        return fresh.access_token
+
+    def _oauth(self, form: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = self.client.post(
+                f"{self.oauth_base}/v4/oa/access_token",
+                data={"app_id": self.app_id, **form},
+                headers={"secret_key": self.app_secret},
+            )
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise TryLater(f"zalo oauth: {type(error).__name__}: {error}") from error
+        if response.status_code >= 500 or not isinstance(answer, dict):
+            raise TryLater(f"zalo oauth answered {response.status_code}")
+        return answer
+
+    def _save(self, session: Any, answer: Mapping[str, Any]) -> StoredToken:
+        now = self.clock()
+        expires_at = now + timedelta(seconds=int(answer.get("expires_in", 0)))
+        save_tokens(
+            session,
+            oa_id=self.oa_id,
+            access_token=str(answer["access_token"]),
+            refresh_token=str(answer["refresh_token"]),
+            expires_at=expires_at,
+            now=now,
+        )
+        return StoredToken(
+            self.oa_id,
+            str(answer["access_token"]),
+            str(answer["refresh_token"]),
+            expires_at,
+            now,
+            None,
+        )
+
+
+def _oauth_reason(answer: Mapping[str, Any]) -> str:
+    return f"{answer.get('error')}: {answer.get('error_description') or answer.get('error_name')}"
+
+
+# ---------------------------------------------------------------------------- sender
+
+OA_TOKEN_ERRORS = frozenset({-216, -220})
+BUSINESS_TOKEN_ERRORS = frozenset({-124})
+NOT_REACHABLE = frozenset({-213, -230})  # unfollowed; no interaction in the last 7 days
+
+
+class ZaloSender:
+    """`Reply`s to a follower through the OA's consultation messages (/v3.0/oa/message/cs),
+    and status notices by phone as template messages (`send_template`).
+
+    Buttons become `oa.query.hide` buttons whose payload is `BUTTON_PREFIX` + the button's data
+    (a tap comes back as that text). Zalo takes 5 buttons per message: more choices follow in
+    further messages of 5 under a "more choices (2/3)" line, so every choice stays a button.
+    Errors come with HTTP 200: a refused token is refreshed once and the call retried once."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        api_base: str,
+        business_api_base: str,
+        tokens: ZaloTokens,
+        throttle: Throttle,
+        *,
+        per_minute: float = 4000.0,
+        lang: str = "vi",
+        button_template_type: str | None = None,
+        contact_image_url: str | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.client, self.tokens, self.throttle = client, tokens, throttle
+        self.api_base, self.business_api_base = api_base.rstrip("/"), business_api_base.rstrip("/")
+        self.per_minute, self.lang, self.clock = per_minute, lang, clock
+        self.button_template_type, self.contact_image_url = button_template_type, contact_image_url
+
+    def send(self, recipient: str, reply: Reply) -> None:
+        if reply.image_png is not None:
+            self._send_image(recipient, reply.image_png)
+        buttons = [button for row in reply.buttons for button in row]
+        pages = [buttons[i : i + MAX_BUTTONS] for i in range(0, len(buttons), MAX_BUTTONS)]
+        chunks = split_text(reply.text, TEXT_LIMIT)
+        if pages and not chunks:
+            chunks = [render("zalo.more_choices", self.lang, page=1, pages=len(pages))]
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            self._message(recipient, self._text(chunk, pages[0] if last and pages else []))
+        for number, page in enumerate(pages[1:], start=2):
+            line = render("zalo.more_choices", self.lang, page=number, pages=len(pages))
+            self._message(recipient, self._text(line, page))
+        if reply.ask_contact:
+            self._message(recipient, self._contact_request())
+
+    def _text(self, text: str, buttons: Sequence[Button]) -> dict[str, Any]:
+        if not buttons:
+            return {"text": text}
+        payload: dict[str, Any] = {
+            "buttons": [
+                {"title": b.label, "type": "oa.query.hide", "payload": BUTTON_PREFIX + b.data}
+                for b in buttons
+            ]
+        }
+        if self.button_template_type:
+            payload["template_type"] = self.button_template_type
+        return {"text": text, "attachment": {"type": "template", "payload": payload}}
+
+    def _contact_request(self) -> dict[str, Any]:
+        element = {
+            "title": render("zalo.contact_title", self.lang),
+            "subtitle": render("zalo.contact_subtitle", self.lang),
+        }
+        if self.contact_image_url:
+            element["image_url"] = self.contact_image_url
+        payload = {"template_type": "request_user_info", "elements": [element]}
+        return {"attachment": {"type": "template", "payload": payload}}
+
+    def _send_image(self, recipient: str, png: bytes) -> None:
+        image, name, mime = png, "image.png", "image/png"
+        if len(image) > IMAGE_LIMIT:
+            image, name, mime = _jpeg_within(png, IMAGE_LIMIT), "image.jpg", "image/jpeg"
+        data = self._call(
+            f"{self.api_base}/v2.0/oa/upload/image", files={"file": (name, image, mime)}
+        )
+        element = {"media_type": "image", "attachment_id": data["attachment_id"]}
+        payload = {"template_type": "media", "elements": [element]}
+        self._message(recipient, {"attachment": {"type": "template", "payload": payload}})
+
+    def send_file(self, recipient: str, name: str, content: bytes) -> None:
+        """A document (the receipt as PDF): uploaded, then sent by its token."""
+        data = self._call(
+            f"{self.api_base}/v2.0/oa/upload/file",
+            files={"file": (name, content, "application/pdf")},
+        )
+        self._message(
+            recipient, {"attachment": {"type": "file", "payload": {"token": data["token"]}}}
+        )
+
+    def _message(self, recipient: str, message: dict[str, Any]) -> str:
+        body = {"recipient": {"user_id": recipient}, "message": message}
+        data = self._call(f"{self.api_base}/v3.0/oa/message/cs", json_body=body)
+        return str(data.get("message_id", ""))
+
+    def profile(self, user_id: str) -> dict[str, Any]:
+        """The follower's display name, follow state and shared info (user/detail)."""
+        query = {"data": json.dumps({"user_id": user_id})}
+        return self._call(f"{self.api_base}/v3.0/oa/user/detail", params=query, method="GET")
+
+    def send_template(
+        self, phone: str, template_id: str, template_data: dict[str, str], tracking_id: str
+    ) -> str:
+        """A template message (ZNS) by phone; its `msg_id`. Delivery comes back on the webhook
+        as `user_received_message` with `tracking_id` (see `tracking_id_for`)."""
+        normalized = normalize_phone(phone)
+        if normalized is None:
+            raise Rejected(f"zalo template: not a Vietnamese mobile number: {phone!r}")
+        body = {
+            "phone": normalized.removeprefix("+"),
+            "template_id": template_id,
+            "template_data": template_data,
+            "tracking_id": tracking_id,
+        }
+        data = self._call(
+            f"{self.business_api_base}/message/template", json_body=body, business=True
+        )
+        return str(data.get("msg_id", ""))
+
+    def template_info(self, template_id: str) -> DeclaredTemplate:
+        data = self._call(
+            f"{self.business_api_base}/template/info/v2",
+            params={"template_id": template_id},
+            method="GET",
+            business=True,
+        )
+        params = data.get("listParams") or []
+        return DeclaredTemplate(
+            template_id,
+            str(data.get("status", "")),
+            tuple(str(p["name"]) for p in params),
+            frozenset(str(p["name"]) for p in params if p.get("require")),
+        )
+
+    def _call(
+        self,
+        url: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        method: str = "POST",
+        business: bool = False,
+    ) -> dict[str, Any]:
+        wait = self.throttle.reserve("zalo:app", 60.0 / self.per_minute)
+        if wait > MAX_INLINE_WAIT:
+            raise TryLater("zalo: over the sending rate", retry_after=wait)
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            token = self.tokens.access_token()
+        except TokenBroken as error:  # nothing goes out on Zalo until the admin reconnects
+            raise Unreachable(f"zalo token broken: {error}") from error
+        token_errors = BUSINESS_TOKEN_ERRORS if business else OA_TOKEN_ERRORS
+        for attempt in (1, 2):
+            try:
+                response = self.client.request(
+                    method,
+                    url,
+                    json=json_body,
+                    files=files,
+                    params=params,
+                    headers={"access_token": token},
+                )
+                answer = response.json() if response.status_code < 500 else None
+            except (httpx.HTTPError, ValueError) as error:
+                raise TryLater(f"zalo: {type(error).__name__}: {error}") from error
+            if not isinstance(answer, dict):
+                raise TryLater(f"zalo answered HTTP {response.status_code}")
+            code = int(answer.get("error", 0))
+            if code == 0:
+                data = answer.get("data")
+                return data if isinstance(data, dict) else {}
+            if code in token_errors and attempt == 1:
+                try:
+                    token = self.tokens.refresh(token)
+                except TokenBroken as error:
+                    raise Unreachable(f"zalo token broken: {error}") from error
+                continue
+            raise self._error(code, str(answer.get("message", "")), business)
+        raise AssertionError("unreachable")
+
+    def _error(self, code: int, message: str, business: bool) -> Exception:
+        detail = f"zalo {code}: {message}"
+        if code == -32:
+            return TryLater(detail)  # no wait is given: the outbox backs off
+        if code in NOT_REACHABLE and not business:
+            return Unreachable(detail)
+        if business and code == -133:  # no template messages 22:00–06:00
+            return TryLater(detail, retry_after=_seconds_until(self.clock(), hour=6))
+        if business and code == -144:  # the day's quota: tomorrow
+            return TryLater(detail, retry_after=_seconds_until(self.clock(), hour=0))
+        return Rejected(detail)
+
+
+def tracking_id_for(key: str) -> str:
+    """A template message's `tracking_id` (≤ 48 characters) for an outbox idempotency key:
+    the key itself when short enough, else a digest of it (the receipt is matched by this)."""
+    if len(key) <= TRACKING_ID_LIMIT:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:TRACKING_ID_LIMIT]
+
+
+def _seconds_until(now: datetime, *, hour: int) -> float:
+    local = now.astimezone(VN_TZ)
+    target = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if target <= local:
+        target += timedelta(days=1)
+    return (target - local).total_seconds()
+
+
+def _jpeg_within(png: bytes, limit: int) -> bytes:
+    """The image as a JPEG under `limit` bytes: lower quality first, then smaller."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    while True:
+        for quality in (85, 70, 55):
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=quality)
+            if buffer.tell() <= limit:
+                return buffer.getvalue()
+        image = image.resize((max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)))
+
+
+def check_templates(sender: ZaloSender, mappings: Mapping[str, TemplateMapping]) -> list[str]:
+    """Start-up check of data/zalo/templates.toml against what Zalo declares for each template:
+    the problems found (empty: every configured template can be sent as mapped)."""
+    problems: list[str] = []
+    for mapping in mappings.values():
+        try:
+            declared = sender.template_info(mapping.template_id)
+        except (Rejected, TryLater, Unreachable) as error:
+            problems.append(f"{mapping.notice} (template {mapping.template_id}): {error}")
+            continue
+        problems.extend(check_declared(mapping, declared))
+    return problems
