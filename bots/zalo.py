@@ -30,12 +30,12 @@ import httpx
 from PIL import Image
 from sqlalchemy.engine import Engine
 
-from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreachable, split_text
+from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreachable
 from core.calendar import VN_TZ
 from core.conversation import Incoming, IncomingFile
 from core.messages import render
 from core.phone import normalize_phone
-from core.replies import Button, Reply
+from core.replies import Button, Reply, split_text
 from core.zalo_templates import DeclaredTemplate, TemplateMapping, check_declared
 from storage.db import session_scope
 from storage.zalo import StoredToken, get_token, lock_token, mark_broken, save_tokens
