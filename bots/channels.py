@@ -12,13 +12,15 @@ from collections.abc import Callable
 import httpx
 
 from bots.delivery import MailboxSender, Sender, SmsSender, TelegramSender, Throttle
+from bots.zalo import ZaloSender, ZaloTokens
 from core.channels import Channel
-from webhook.settings import Settings
+from webhook.runtime import Runtime
 
-SenderFactory = Callable[[Settings, httpx.Client, Throttle], Sender | None]
+SenderFactory = Callable[[Runtime, httpx.Client, Throttle], Sender | None]
 
 
-def _telegram(settings: Settings, client: httpx.Client, throttle: Throttle) -> Sender | None:
+def _telegram(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    settings = runtime.settings
     if settings.telegram_citizen_token is None:
         return None
     return TelegramSender(
@@ -31,7 +33,30 @@ def _telegram(settings: Settings, client: httpx.Client, throttle: Throttle) -> S
     )
 
 
-def _sms(settings: Settings, client: httpx.Client, throttle: Throttle) -> Sender | None:
+def _zalo(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    return zalo_sender(runtime, client, throttle)
+
+
+def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> ZaloSender | None:
+    """The OA's sender, with its tokens in the database; None until the OA is configured."""
+    settings = runtime.settings
+    if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
+        return None
+    tokens = ZaloTokens(
+        runtime.engine,
+        client,
+        oauth_base=settings.zalo_oauth_base,
+        app_id=settings.zalo_app_id or "",
+        app_secret=settings.zalo_app_secret.get_secret_value(),
+        oa_id=settings.zalo_oa_id,
+    )
+    return ZaloSender(
+        client, settings.zalo_api_base, settings.zalo_business_api_base, tokens, throttle
+    )
+
+
+def _sms(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    settings = runtime.settings
     if not settings.sms_gateway_url:
         return None
     auth = settings.sms_gateway_auth_header
@@ -43,20 +68,21 @@ def _sms(settings: Settings, client: httpx.Client, throttle: Throttle) -> Sender
     )
 
 
-def _mailbox(settings: Settings, client: httpx.Client, throttle: Throttle) -> Sender:
+def _mailbox(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender:
     return MailboxSender()
 
 
 SENDERS: dict[Channel, SenderFactory] = {
     Channel.TELEGRAM: _telegram,
+    Channel.ZALO: _zalo,
     Channel.WEB: _mailbox,  # the chat page polls for its messages
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders
 }
 
 
-def make_senders(settings: Settings, throttle: Throttle) -> dict[str, Sender]:
+def make_senders(runtime: Runtime, throttle: Throttle) -> dict[str, Sender]:
     """One sender per configured channel, sharing one HTTP client and one throttle."""
     client = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
-    built = {channel: factory(settings, client, throttle) for channel, factory in SENDERS.items()}
+    built = {channel: factory(runtime, client, throttle) for channel, factory in SENDERS.items()}
     return {channel: sender for channel, sender in built.items() if sender is not None}

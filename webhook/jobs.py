@@ -183,7 +183,7 @@ class InlineDelivery:
     """The embedded mode: a dispatcher thread inside the web process."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.dispatcher = Dispatcher(runtime, make_senders(runtime.settings, MemoryThrottle()))
+        self.dispatcher = Dispatcher(runtime, make_senders(runtime, MemoryThrottle()))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), daemon=True)
 
@@ -210,7 +210,8 @@ def _context(settings: Settings | None = None) -> tuple[Runtime, dict[str, Sende
         settings = settings or get_settings()
         assert settings.redis_url, "rq jobs run only when REDIS_URL is set"
         throttle = RedisThrottle(Redis.from_url(settings.redis_url))
-        _worker_context = (build_runtime(settings), make_senders(settings, throttle))
+        runtime = build_runtime(settings)
+        _worker_context = (runtime, make_senders(runtime, throttle))
     return _worker_context
 
 

@@ -58,18 +58,34 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = 1.0
     reminder_interval_seconds: float = 60.0
 
-    # Not yet used: read by the Zalo channel (issue #12) and the one-stop connector (no issue yet).
+    # The Zalo Official Account (docs/zalo.md): enabled when the app id and the OA secret key are
+    # set. Every OA call goes under zalo_api_base, OAuth under zalo_oauth_base, template messages
+    # under zalo_business_api_base; attachments are fetched only from zalo_media_hosts.
     zalo_app_id: str | None = None
+    zalo_app_secret: SecretStr | None = None  # the app's secret key (OAuth `secret_key` header)
     zalo_oa_id: str | None = None
-    zalo_oa_secret_key: SecretStr | None = None
+    zalo_oa_secret_key: SecretStr | None = None  # verifies X-ZEvent-Signature
     zalo_api_base: str = "https://openapi.zalo.me"
+    zalo_oauth_base: str = "https://oauth.zaloapp.com"
+    zalo_business_api_base: str = "https://business.openapi.zalo.me"
+    zalo_media_hosts: str = "zalo.me,zadn.vn,zdn.vn,zaloapp.com"
+    zalo_templates: Path = REPO_ROOT / "data" / "zalo" / "templates.toml"
 
+    # Not yet used: read by the one-stop connector (issue #13).
     onestop_base_url: str | None = None
     onestop_api_key: SecretStr | None = None
     onestop_callback_secret: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def zalo_enabled(self) -> bool:
+        return bool(self.zalo_app_id and self.zalo_oa_secret_key)
+
+    @property
+    def zalo_media_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.zalo_media_hosts.split(",") if h.strip())
 
     def unsafe_for_public_use(self) -> list[str]:
         """Settings that must change before citizens can reach this instance."""

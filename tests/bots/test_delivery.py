@@ -64,7 +64,7 @@ def runtime(configured: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def dispatcher(runtime: Runtime) -> Dispatcher:
-    return Dispatcher(runtime, make_senders(runtime.settings, MemoryThrottle()))
+    return Dispatcher(runtime, make_senders(runtime, MemoryThrottle()))
 
 
 def messages(fake: FakeTelegram) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ def test_telegram_429_is_retried_after_the_wait_it_asks_for(
     fake, _ = telegram
     elapsed = [0.0]  # the throttle's clock follows the injected time (the chat is held 30 s)
     throttle = MemoryThrottle(clock=lambda: elapsed[0])
-    dispatcher = Dispatcher(runtime, make_senders(runtime.settings, throttle))
+    dispatcher = Dispatcher(runtime, make_senders(runtime, throttle))
     fake.rate_limited["sendMessage"] = [30]  # longer than a job may sleep: rescheduled
     accepted(runtime, external_id=str(CHAT))
     [outcome] = dispatcher.dispatch(MONDAY)

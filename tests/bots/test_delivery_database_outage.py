@@ -76,7 +76,7 @@ def test_postgres_restarted_between_send_and_record_keeps_the_outcome(
         restart.start()
 
     fake.before_answer = stop_postgres
-    dispatcher = Dispatcher(runtime, make_senders(runtime.settings, MemoryThrottle()))
+    dispatcher = Dispatcher(runtime, make_senders(runtime, MemoryThrottle()))
     try:
         [outcome] = dispatcher.dispatch(now)
     finally:
