@@ -8,11 +8,13 @@ notices are "unreachable" and fall back to SMS where `core.channels` says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 
 from bots.delivery import MailboxSender, Sender, SmsSender, TelegramSender, Throttle
 from bots.zalo import ZaloSender, ZaloTokens
+from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
 from webhook.runtime import Runtime
 
@@ -79,6 +81,12 @@ SENDERS: dict[Channel, SenderFactory] = {
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders
 }
+
+
+# Channels whose events are acknowledged before they are handled (storage.inbound.accept_event):
+# how the dispatcher handles one whose web process died first.
+KeptEventHandler = Callable[[Runtime, Sender, str, timedelta], bool]
+KEPT_EVENTS: dict[Channel, KeptEventHandler] = {Channel.ZALO: handle_kept_event}
 
 
 def make_senders(runtime: Runtime, throttle: Throttle) -> dict[str, Sender]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
@@ -278,6 +278,32 @@ def converse(
         },
     )
     return replies
+
+
+def record_outside_reply(session: Session, channel: str, external_id: str, text: str) -> bool:
+    """A person answered the citizen outside this product (from Zalo's own OA manager): kept in
+    the thread of the citizen's latest open dossier, so the desk sees what was said."""
+    citizen_id = session.execute(
+        select(ChannelIdentity.citizen_id).where(  # type: ignore[call-overload]
+            ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id
+        )
+    ).scalar_one_or_none()
+    if citizen_id is None:
+        return False
+    open_ones = [s.value for s in Status if s not in CLOSED]
+    dossier = session.execute(
+        select(Dossier)
+        .where(Dossier.citizen_id == citizen_id, col(Dossier.status).in_(open_ones))
+        .order_by(col(Dossier.submitted_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if dossier is None or dossier.id is None:
+        return False
+    session.add(ThreadMessage(dossier_id=dossier.id, direction=OUTSIDE_REPLY, text=text[:4000]))
+    return True
+
+
+OUTSIDE_REPLY = "oa"  # ThreadMessage.direction of a reply made in the chat app's own tools
 
 
 def album_incoming(parts: list[AlbumPart]) -> Incoming:

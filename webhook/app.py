@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.templating import Jinja2Templates
@@ -20,7 +20,7 @@ templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import admin, errors, health, lookup, sms, telegram, webchat
+    from webhook import admin, errors, health, lookup, sms, telegram, webchat, zalo
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
         token = settings.telegram_citizen_token.get_secret_value()
         citizen_bot = make_bot(token, settings.telegram_api_base)
+
+    zalo_channel = _zalo_channel(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await runtime.async_reader.close()
             if citizen_bot is not None:
                 await citizen_bot.session.close()
+            if zalo_channel is not None:
+                await zalo_channel.downloads.aclose()
 
     # No /openapi.json nor docs pages: they would list every admin route to anyone.
     app = FastAPI(
@@ -58,6 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     app.state.runtime = runtime
     app.state.citizen_bot = citizen_bot
+    app.state.zalo = zalo_channel
     app.state.delivery = None
     app.state.citizen_dispatcher = None
     if citizen_bot is not None:
@@ -68,9 +73,31 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(lookup.router)
     app.include_router(sms.router)
     telegram.install(app)
+    zalo.install(app)
     app.include_router(webchat.router)
     admin.install(app)
     return app
+
+
+def _zalo_channel(runtime: Runtime) -> Any:
+    """The Zalo OA of this web process (its turns send their own replies), when configured."""
+    if not runtime.settings.zalo_enabled:
+        return None
+    import httpx
+
+    from bots.channels import zalo_sender
+    from bots.delivery import MemoryThrottle, RedisThrottle, Throttle
+    from bots.zalo_citizen import ZaloChannel, downloads_client
+
+    throttle: Throttle = MemoryThrottle()
+    if runtime.settings.redis_url:
+        from redis import Redis
+
+        throttle = RedisThrottle(Redis.from_url(runtime.settings.redis_url))
+    sender = zalo_sender(runtime, httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)), throttle)
+    if sender is None:
+        return None
+    return ZaloChannel(sender, downloads_client(), runtime.settings.zalo_media_host_list)
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bots.channels import make_senders
+from bots.channels import KEPT_EVENTS, make_senders
 from bots.delivery import (
     DeliveryError,
     MemoryThrottle,
@@ -36,6 +36,7 @@ from storage.inbound import (
     replies_went_out,
     stale_albums,
     take_album,
+    unhandled_events,
 )
 from storage.intake import album_incoming, converse
 from storage.outbox import release, take_due
@@ -64,6 +65,7 @@ class Dispatcher:
     def dispatch(self, now: datetime | None = None) -> list[Outcome]:
         """One pass over due messages: what happened to each (inline), or that it was queued."""
         now = now or datetime.now(UTC)
+        self.handle_kept_events(now)
         self.send_abandoned_replies(now)
         with session_scope(self.runtime.engine) as session:
             ids = take_due(session, now, self.lease)
@@ -131,6 +133,21 @@ class Dispatcher:
             answered += 1
         self.send_abandoned_replies(now)
         return answered
+
+    def handle_kept_events(self, now: datetime) -> int:
+        """Events a web process acknowledged and died before handling (Zalo): handled here."""
+        with session_scope(self.runtime.engine) as session:
+            kept = unhandled_events(session, now)
+        handled = 0
+        for channel, delivery in kept:
+            handler, sender = KEPT_EVENTS.get(Channel(channel)), self.senders.get(channel)
+            if handler is None or sender is None:
+                continue
+            try:
+                handled += handler(self.runtime, sender, delivery, self.lease)
+            except Exception:  # kept still: the next pass after the lease tries again
+                log.exception("kept %s event %s failed", channel, delivery)
+        return handled
 
     def send_abandoned_replies(self, now: datetime) -> int:
         """Replies of dialogue turns whose process went away before sending them all (killed,

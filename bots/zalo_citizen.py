@@ -1,0 +1,163 @@
+"""Citizen dialogue on the Zalo Official Account: a verified webhook event into the core dialogue,
+and the replies out through `ZaloSender` (the one Zalo renderer, shared with the outbox).
+
+The web route (webhook/zalo.py) keeps each event before it answers Zalo (which wants its 200
+within 2 s), then calls `handle_event`; an event whose process died first is handled by the
+dispatcher (`handle_kept_event`). A turn's replies are owed in the turn's own transaction, as on
+Telegram (storage/inbound.py), so the dossier code outlives a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import httpx
+
+from bots.delivery import DeliveryError, Sender, TryLater
+from bots.zalo import DownloadRefused, EventKind, TooLarge, ZaloEvent, download, translate
+from core.channels import Channel
+from core.conversation import Incoming, IncomingFile
+from core.documents import MAX_BYTES
+from core.messages import render
+from core.replies import Reply
+from storage.db import run_db, session_scope, single_statements
+from storage.inbound import (
+    OwedReplies,
+    claim_event,
+    event_handled,
+    owe_replies,
+    replies_went_out,
+)
+from storage.intake import converse, record_outside_reply
+from storage.models import utcnow
+from webhook.runtime import Runtime
+
+log = logging.getLogger(__name__)
+CHANNEL = Channel.ZALO
+MAX_FILES = 10  # attachments of one event taken as one step, like a Telegram album
+
+
+@dataclass(frozen=True)
+class ZaloChannel:
+    """What handling an event needs besides the runtime: the sender and a download client."""
+
+    sender: Sender
+    downloads: httpx.AsyncClient
+    media_hosts: tuple[str, ...]
+
+
+async def handle_event(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) -> None:
+    """Do what a kept event asks; the event row is settled in the same transaction."""
+    if event.kind in (EventKind.TURN, EventKind.FOLLOW):
+        given = await _incoming(zalo, event)
+        if isinstance(given, Reply):  # an attachment we would not take: say why, nothing more
+            refusal = given
+            owed = await run_db(runtime.engine, lambda: _owe(runtime, event, [refusal]), quick=True)
+        else:
+            incoming = given
+            owed = await run_db(
+                runtime.engine, lambda: _turn(runtime, event, incoming), quick=not incoming.files
+            )
+        await anyio.to_thread.run_sync(send_owed, runtime, zalo.sender, owed)
+        return
+
+    def settle() -> None:
+        with session_scope(runtime.engine) as session:
+            if event.kind is EventKind.ADMIN_REPLY and event.text:
+                record_outside_reply(session, CHANNEL, event.user_id, event.text)
+            event_handled(session, CHANNEL, event.delivery_id)
+
+    await run_db(runtime.engine, settle, quick=True)
+
+
+async def _incoming(zalo: ZaloChannel, event: ZaloEvent) -> Incoming | Reply:
+    """The turn's input with its attachments downloaded (only from Zalo's media hosts)."""
+    if event.kind is EventKind.FOLLOW:
+        return Incoming(text="/start")
+    assert event.incoming is not None
+    files = []
+    for attachment in event.attachments[:MAX_FILES]:
+        try:
+            data = await download(zalo.downloads, attachment.url,
+                                  allowed_hosts=zalo.media_hosts, max_bytes=MAX_BYTES)  # fmt: skip
+        except TooLarge:
+            return Reply(render("chat.file_too_large_zalo"))
+        except DownloadRefused as error:
+            log.warning("zalo attachment not taken: %s", error)
+            return Reply(render("chat.file_not_downloaded"))
+        files.append(IncomingFile(data, attachment.name))
+    return event.with_files(files)
+
+
+def _turn(runtime: Runtime, event: ZaloEvent, incoming: Incoming) -> OwedReplies:
+    with session_scope(runtime.engine) as session:
+        replies = converse(
+            session,
+            channel=CHANNEL,
+            external_id=event.user_id,
+            incoming=incoming,
+            catalog=runtime.catalog,
+            calendar=runtime.calendar,
+            media=runtime.media,
+            public_base_url=runtime.settings.public_base_url,
+        )
+        return _owe_in(session, runtime, event, replies)
+
+
+def _owe(runtime: Runtime, event: ZaloEvent, replies: list[Reply]) -> OwedReplies:
+    with session_scope(runtime.engine) as session:
+        return _owe_in(session, runtime, event, replies)
+
+
+def _owe_in(session: Any, runtime: Runtime, event: ZaloEvent, replies: list[Reply]) -> OwedReplies:
+    lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
+    if not replies:
+        event_handled(session, CHANNEL, event.delivery_id)
+    owe_replies(session, CHANNEL, event.delivery_id, recipient=event.user_id, replies=replies,
+                answered=False, lease_until=utcnow() + lease)  # fmt: skip
+    return OwedReplies(CHANNEL, event.delivery_id, event.user_id, replies, 0)
+
+
+def send_owed(runtime: Runtime, sender: Sender, owed: OwedReplies) -> None:
+    """Send what a turn owes, in order, each recorded once out. A failure leaves the rest to the
+    dispatcher once the lease is over (a refusal that retrying cannot help drops them)."""
+    done = owed.sent
+    try:
+        for reply in owed.unsent:
+            sender.send(owed.recipient, reply)
+            done += 1
+            with single_statements(runtime.engine) as connection:
+                replies_went_out(connection, owed, done)
+    except TryLater as error:
+        log.warning("replies to %s %s wait: %s", owed.channel, owed.recipient, error)
+    except DeliveryError as error:
+        log.warning("replies to %s %s dropped: %s", owed.channel, owed.recipient, error)
+        with single_statements(runtime.engine) as connection:
+            replies_went_out(connection, owed, len(owed.replies))
+
+
+def handle_kept_event(
+    runtime: Runtime, sender: Sender, delivery_id: str, lease: timedelta
+) -> bool:
+    """An event kept by a web process that died before handling it: handled here, once."""
+    now = utcnow()
+    with single_statements(runtime.engine) as connection:
+        payload = claim_event(connection, CHANNEL, delivery_id, now, now + lease)
+    if payload is None:
+        return False
+
+    async def handle() -> None:
+        async with downloads_client() as downloads:
+            hosts = runtime.settings.zalo_media_host_list
+            await handle_event(runtime, ZaloChannel(sender, downloads, hosts), translate(payload))
+
+    anyio.run(handle)
+    return True
+
+
+def downloads_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0))

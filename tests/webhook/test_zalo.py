@@ -1,0 +1,278 @@
+"""The citizen on Zalo end to end: signed events into POST /webhook/zalo, the same dialogue as on
+Telegram, replies out to a fake Zalo OpenAPI on 127.0.0.1, attachments from a fake media host."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import zxingcpp
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from core.dossier import Action
+from core.messages import render
+from storage.db import session_scope
+from storage.inbound import accept_event
+from storage.models import Dossier, InboundEvent, OutboxMessage, ThreadMessage
+from storage.zalo import save_tokens
+from tests import images
+from tests.dossiers import act
+from tests.fakes.zalo import (
+    ZALO_APP_ID,
+    ZALO_APP_SECRET,
+    ZALO_OA_ID,
+    ZALO_OA_SECRET,
+    FakeZalo,
+    FakeZaloMedia,
+    ZaloEvents,
+)
+from tests.servers import live_server
+from webhook.app import create_app
+from webhook.runtime import Runtime
+from webhook.settings import Settings
+
+HOOK = "/webhook/zalo"
+
+
+@dataclass
+class Zalo:
+    fake: FakeZalo
+    media: FakeZaloMedia
+    media_base: str
+    client: TestClient
+    events: ZaloEvents
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.client.app.state.runtime  # type: ignore[attr-defined,no-any-return]
+
+    def post(self, event: dict[str, Any]) -> httpx.Response:
+        return self.events.post(self.client, HOOK, event)  # type: ignore[arg-type]
+
+    def say(self, event: dict[str, Any], expect: int = 1) -> list[dict[str, Any]]:
+        """Post an event; the messages the OA sent the citizen because of it."""
+        before = len(self.fake.messages)
+        assert self.post(event).status_code == 200
+        wait_until(lambda: len(self.fake.messages) >= before + expect, "no answer on Zalo")
+        time.sleep(0.05)  # any further replies of the same turn
+        return self.fake.messages[before:]
+
+    def photo_url(self, name: str, content: bytes) -> str:
+        self.media.files[name] = content
+        return f"{self.media_base}/{name}"
+
+
+def wait_until(condition: Callable[[], bool], message: str, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(message)
+
+
+def text_of(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(m["message"].get("text", "") for m in messages)
+
+
+def payloads(messages: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for m in messages:
+        attachment = m["message"].get("attachment") or {}
+        for button in (attachment.get("payload") or {}).get("buttons", []):
+            found.append(button["payload"])
+    return found
+
+
+def count(runtime: Runtime, model: Any) -> int:
+    with Session(runtime.engine) as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+@pytest.fixture
+def zalo(settings: Settings) -> Iterator[Zalo]:
+    fake, media = FakeZalo(), FakeZaloMedia()
+    with live_server(fake.app) as base, live_server(media.app) as media_base:
+        configured = settings.model_copy(
+            update={
+                "zalo_app_id": ZALO_APP_ID,
+                "zalo_app_secret": SecretStr(ZALO_APP_SECRET),
+                "zalo_oa_id": ZALO_OA_ID,
+                "zalo_oa_secret_key": SecretStr(ZALO_OA_SECRET),
+                "zalo_api_base": base,
+                "zalo_oauth_base": base,
+                "zalo_business_api_base": base,
+                "zalo_media_hosts": "127.0.0.1",
+                "dispatch_interval_seconds": 0.1,
+            }
+        )
+        app = create_app(configured)
+        runtime: Runtime = app.state.runtime
+        access, refresh = fake.issue_pair()
+        with session_scope(runtime.engine) as session:
+            now = datetime.now(UTC)
+            save_tokens(session, oa_id=ZALO_OA_ID, access_token=access, refresh_token=refresh,
+                        expires_at=now + timedelta(hours=25), now=now)  # fmt: skip
+        with TestClient(app) as client:
+            yield Zalo(fake, media, media_base, client, ZaloEvents())
+        runtime.engine.dispose()
+
+
+def to_documents(zalo: Zalo) -> None:
+    """Follow, then choose a procedure and give a name and phone with Zalo's own buttons."""
+    welcome = zalo.say(zalo.events.follow(), expect=2)
+    assert "Xin chào" in text_of(welcome)
+    assert "#hcc:menu:submit" in payloads(welcome)
+    procedures = zalo.say(zalo.events.button("#hcc:menu:submit"))
+    catalog = zalo.runtime.catalog
+    procedure = catalog.procedure_by_slug("ho-kinh-doanh")
+    assert f"#hcc:proc:{procedure.code}" in payloads(procedures)
+    requirements = zalo.say(zalo.events.button(f"#hcc:proc:{procedure.code}"))
+    assert "Giấy tờ cần chụp" in text_of(requirements)
+    choose = zalo.say(zalo.events.button("#hcc:req:start"))
+    agency = catalog.receiving_agencies(procedure)[0]
+    if f"#hcc:agency:{agency.code}" in payloads(choose):
+        zalo.say(zalo.events.button(f"#hcc:agency:{agency.code}"))
+    ask_phone = zalo.say(zalo.events.text("Nguyễn Thị Mai"))
+    kinds = [(m["message"].get("attachment") or {}).get("payload", {}).get("template_type")
+             for m in ask_phone]  # fmt: skip
+    assert "request_user_info" in kinds  # the phone step offers Zalo's share-info form
+    first_paper = zalo.say(zalo.events.submit_info("Nguyễn Thị Mai", "84912345678"))
+    assert "Giấy tờ 1/3" in text_of(first_paper)
+
+
+def test_from_follow_to_a_dossier_with_code_and_qr_and_the_desk_push(zalo: Zalo) -> None:
+    to_documents(zalo)
+    urls = [zalo.photo_url(f"p{n}.jpg", images.good_jpeg(60 + n)) for n in range(2)]
+    received = zalo.say(zalo.events.images(*urls))  # one event, two photos: one step
+    assert "Đã nhận 2 ảnh" in text_of(received)
+    zalo.say(zalo.events.button("#hcc:doc:done"))
+    cccd = zalo.say(zalo.events.images(zalo.photo_url("cccd.jpg", images.good_jpeg(70))))
+    assert "Đã nhận 1 ảnh" in text_of(cccd)
+    zalo.say(zalo.events.button("#hcc:doc:done"))
+    review = zalo.say(zalo.events.button("#hcc:doc:skip"))
+    assert "Kiểm tra lại trước khi nộp" in text_of(review)
+
+    submitted = zalo.say(zalo.events.button("#hcc:review:submit"), expect=3)
+    with Session(zalo.runtime.engine) as session:
+        dossier = session.execute(select(Dossier)).scalar_one()
+    assert dossier.code in text_of(submitted) and dossier.channel == "zalo"
+    media = [m for m in submitted if (m["message"].get("attachment") or {}).get("payload", {})
+             .get("template_type") == "media"]  # fmt: skip
+    attachment_id = media[0]["message"]["attachment"]["payload"]["elements"][0]["attachment_id"]
+    qr = Image.open(io.BytesIO(zalo.fake.images[attachment_id]))
+    assert [r.text for r in zxingcpp.read_barcodes(qr)] == [
+        f"https://hcc.example.vn/lookup/{dossier.code}"
+    ]
+    assert {m["recipient"]["user_id"] for m in submitted} == {zalo.events.user_id}
+
+    before = len(zalo.fake.messages)
+    runtime = zalo.runtime
+    assert dossier.id is not None
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier.id, Action.ACCEPT,
+        datetime.now(UTC))  # fmt: skip
+    zalo.client.app.state.delivery.dispatcher.wake.set()  # type: ignore[attr-defined]
+    wait_until(lambda: len(zalo.fake.messages) > before, "the desk's acceptance was not pushed")
+    pushed = zalo.fake.messages[before:]
+    assert dossier.code in text_of(pushed) and "tiếp nhận" in text_of(pushed).lower()
+    with Session(runtime.engine) as session:
+        row = session.execute(select(OutboxMessage)).scalars().first()
+    assert row is not None and row.channel == "zalo" and row.state == "sent"
+
+
+def test_lookup_by_typing_a_code_and_by_a_receipt_qr_photo(zalo: Zalo) -> None:
+    from tests.webhook.conftest import submitted_code
+
+    code = submitted_code(zalo.runtime, "ho-kinh-doanh")
+    assert code in text_of(zalo.say(zalo.events.text(code.lower())))
+    qr = images.qr_photo(f"https://hcc.example.vn/lookup/{code}")
+    assert code in text_of(zalo.say(zalo.events.images(zalo.photo_url("receipt.jpg", qr)), 2))
+
+
+@pytest.mark.parametrize("spoil", ["forged", "other_app", "stale"])
+def test_a_forged_foreign_or_stale_event_is_refused_and_nothing_is_kept(
+    zalo: Zalo, spoil: str
+) -> None:
+    if spoil == "forged":
+        events = ZaloEvents(secret="not-the-secret")
+    elif spoil == "other_app":
+        events = ZaloEvents(app_id="1111111111111111111")
+    else:
+        events = ZaloEvents(clock=lambda: time.time() - 3600)
+    response = events.post(zalo.client, HOOK, events.text("menu"))  # type: ignore[arg-type]
+    assert response.status_code == 401
+    assert count(zalo.runtime, InboundEvent) == 0
+    time.sleep(0.3)
+    assert zalo.fake.messages == []
+
+
+def test_the_same_event_twice_is_handled_once(zalo: Zalo) -> None:
+    event = zalo.events.text("menu")
+    menu = zalo.say(event, expect=2)  # six choices: five buttons, then one more
+    assert zalo.post(event).status_code == 200  # Zalo's retry
+    time.sleep(0.5)
+    assert zalo.fake.messages == menu
+
+
+def test_an_attachment_on_a_foreign_host_is_not_fetched(zalo: Zalo) -> None:
+    to_documents(zalo)
+    foreign = zalo.photo_url("x.jpg", images.good_jpeg(1)).replace("127.0.0.1", "localhost")
+    answer = zalo.say(zalo.events.images(foreign))
+    assert render("chat.file_not_downloaded", "vi") in text_of(answer)
+    assert zalo.media.requests == []  # no request reached the other host
+
+
+def test_an_oversized_or_non_image_attachment_gets_the_clear_message(zalo: Zalo) -> None:
+    to_documents(zalo)
+    big = zalo.photo_url("big.jpg", b"\xff\xd8" + b"0" * (21 * 1024 * 1024))
+    assert render("chat.file_too_large_zalo", "vi") in text_of(zalo.say(zalo.events.images(big)))
+    text = zalo.photo_url("notes.txt", b"just some text, not a photo")
+    refused = text_of(zalo.say(zalo.events.file(text, "notes.pdf", 27)))
+    reason = render("document.not_a_document", "vi")  # the document checks' own answer
+    assert render("chat.file_refused", "vi", number=1, reason=reason) in refused
+    still = text_of(zalo.say(zalo.events.button("#hcc:doc:done")))
+    procedure = zalo.runtime.catalog.procedure_by_slug("ho-kinh-doanh")
+    first = procedure.components[0]
+    assert render("chat.need_more", "vi", n=first.min_files, name=first.name.vi) in still
+
+
+def test_an_answer_from_the_oa_manager_lands_in_the_dossier_thread(zalo: Zalo) -> None:
+    from tests.dossiers import citizen_dossier
+
+    runtime = zalo.runtime
+    citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar, channel="zalo",
+                    external_id=zalo.events.user_id, at=datetime.now(UTC))  # fmt: skip
+    assert zalo.post(zalo.events.oa_text("Our own echo")).status_code == 200  # ignored
+    answer = zalo.events.oa_text("Chị mang bản chính nhé", admin_id="99")
+    assert zalo.post(answer).status_code == 200
+    wait_until(lambda: count(runtime, ThreadMessage) == 1, "the OA manager's reply was not kept")
+    with Session(runtime.engine) as session:
+        message = session.execute(select(ThreadMessage)).scalar_one()
+    assert (message.direction, message.text) == ("oa", "Chị mang bản chính nhé")
+
+
+def test_an_event_kept_by_a_process_that_died_is_handled_by_the_dispatcher(zalo: Zalo) -> None:
+    """The web process kept the event and answered Zalo, then died before the turn: the
+    dispatcher (here, the same app's) finds it once its lease is over and answers once."""
+    runtime = zalo.runtime
+    event = zalo.events.text("menu")
+    from bots.zalo import translate
+
+    delivery = translate(event).delivery_id
+    with session_scope(runtime.engine) as session:
+        assert accept_event(session, "zalo", delivery, event, datetime.now(UTC))
+    wait_until(lambda: len(zalo.fake.messages) == 2, "the kept event was not handled")
+    assert "Bạn muốn làm gì" in text_of(zalo.fake.messages)
+    assert zalo.post(event).status_code == 200  # Zalo's retry of it: dropped
+    time.sleep(0.5)
+    assert len(zalo.fake.messages) == 2

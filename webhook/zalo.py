@@ -1,0 +1,74 @@
+"""POST /webhook/zalo: events of the Zalo Official Account (docs/zalo.md).
+
+The signature is checked over the raw bytes before anything is parsed; a kept event is answered
+at once (Zalo wants 200 within 2 s and retries otherwise) and handled right after, in this
+process — or by the dispatcher if this process dies first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from bots.zalo import BadSignature, EventKind, ZaloEvent, translate, verify
+from bots.zalo_citizen import CHANNEL, ZaloChannel, handle_event
+from storage.db import run_db, session_scope
+from storage.inbound import accept_event
+from storage.models import utcnow
+from webhook.limits import read_bounded
+from webhook.runtime import Runtime
+
+log = logging.getLogger(__name__)
+PATH = "/webhook/zalo"
+MAX_EVENT_BYTES = 64 * 1024  # an event is a few hundred bytes; attachments come as URLs
+_background: set[asyncio.Task[None]] = set()
+
+
+def install(app: FastAPI) -> None:
+    app.add_route(PATH, zalo_webhook, methods=["POST"], include_in_schema=False)
+
+
+async def zalo_webhook(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    zalo: ZaloChannel | None = request.app.state.zalo
+    settings = runtime.settings
+    if zalo is None or settings.zalo_oa_secret_key is None:
+        return JSONResponse({"error": "zalo_not_configured"}, status_code=503)
+    body = await read_bounded(request, MAX_EVENT_BYTES)
+    try:
+        event = verify(
+            body,
+            request.headers.get("x-zevent-signature", ""),
+            app_id=settings.zalo_app_id or "",
+            oa_id=settings.zalo_oa_id or "",
+            secret=settings.zalo_oa_secret_key.get_secret_value(),
+            now=utcnow(),
+        )
+    except BadSignature as error:
+        log.warning("zalo webhook refused: %s", error.reason)
+        return JSONResponse({"error": "bad_signature"}, status_code=401)
+    translated = translate(event)
+    if translated.kind in (EventKind.ECHO, EventKind.IGNORED):
+        return JSONResponse({"ok": True})
+    lease = timedelta(seconds=settings.outbox_lease_seconds)
+
+    def keep() -> bool:
+        with session_scope(runtime.engine) as session:
+            return accept_event(session, CHANNEL, translated.delivery_id, event, utcnow() + lease)
+
+    if await run_db(runtime.engine, keep, quick=True):  # a retry of a kept event is dropped
+        task = asyncio.create_task(_handle(runtime, zalo, translated))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    return JSONResponse({"ok": True})
+
+
+async def _handle(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) -> None:
+    try:
+        await handle_event(runtime, zalo, event)
+    except Exception:  # kept: the dispatcher handles it once its lease is over
+        log.exception("zalo event %s failed; the dispatcher retries it", event.delivery_id)
