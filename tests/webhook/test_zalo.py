@@ -114,6 +114,7 @@ def zalo(settings: Settings) -> Iterator[Zalo]:
                 "zalo_business_api_base": base,
                 "zalo_media_hosts": "127.0.0.1",
                 "dispatch_interval_seconds": 0.1,
+                "outbox_lease_seconds": 1.0,
             }
         )
         app = create_app(configured)
@@ -276,3 +277,15 @@ def test_an_event_kept_by_a_process_that_died_is_handled_by_the_dispatcher(zalo:
     assert zalo.post(event).status_code == 200  # Zalo's retry of it: dropped
     time.sleep(0.5)
     assert len(zalo.fake.messages) == 2
+
+
+def test_replies_zalo_refused_for_a_while_are_sent_later_once(zalo: Zalo) -> None:
+    """Zalo rate-limits the turn's first reply (-32): what the turn owes stays owed, and the
+    dispatcher sends it after the lease — each reply once, in order."""
+    zalo.fake.queue_errors("/v3.0/oa/message/cs", -32)
+    assert zalo.post(zalo.events.text("menu")).status_code == 200
+    wait_until(lambda: len(zalo.fake.messages) == 2, "the owed menu was not sent later")
+    time.sleep(1.5)
+    first, more = zalo.fake.messages
+    assert first["message"]["text"] == "Bạn muốn làm gì?"  # in order: the menu, then the rest
+    assert more["message"]["text"].startswith("Lựa chọn khác")
