@@ -39,3 +39,18 @@ def fresh_database(kind: str, admin_url: str = POSTGRES_ADMIN) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def prepare(database_url: str) -> None:
+    """What `hcc migrate` does: the schema, then the catalog's agencies and procedures."""
+    from storage.db import session_scope
+    from storage.dossiers import sync_catalog
+    from storage.migrate import upgrade
+    from webhook.runtime import build_runtime
+    from webhook.settings import Settings
+
+    upgrade(database_url)
+    runtime = build_runtime(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    with session_scope(runtime.engine) as session:
+        sync_catalog(session, runtime.catalog)
+    runtime.engine.dispose()
