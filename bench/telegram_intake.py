@@ -170,15 +170,15 @@ def submissions(intake: Intake, kind: str, citizens: int, concurrency: int, url:
     scripts = []
     for _ in range(citizens):
         chat = intake.chat()
-        turns = [chat.text("/start"), chat.text("ho kinh doanh"), chat.button("req:start"),
+        updates = [chat.text("/start"), chat.text("ho kinh doanh"), chat.button("req:start"),
                  chat.button(f"agency:{AGENCY}"), chat.text("Nguyễn Thị Mai"),
                  chat.contact("+84912345678")]  # fmt: skip
         for paper in range(3):
             name = f"c{chat.chat_id}-{paper}"
             intake.add_file(name, images.jpeg(distinct(base, chat.chat_id * 10 + paper)))
-            turns += [chat.photo(name, 960, 1280), chat.button("doc:done")]
-        turns.append(chat.button("review:submit"))
-        scripts.append([json.dumps(t).encode() for t in turns])
+            updates += [chat.photo(name, 960, 1280), chat.button("doc:done")]
+        updates.append(chat.button("review:submit"))
+        scripts.append([json.dumps(u).encode() for u in updates])
     per_round = max(1, citizens // ROUNDS)
     rounds = [scripts[n * per_round : (n + 1) * per_round] for n in range(ROUNDS)]
 
