@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -69,6 +70,12 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def delivered(fake_port: int) -> list[int]:
     """Chat ids of the messages the fake Bot API has delivered so far."""
     with urlopen(f"http://127.0.0.1:{fake_port}/_delivered") as response:
@@ -101,9 +108,9 @@ def png(image: Image.Image) -> bytes:
 class Intake:
     """One run against one database: the app and the fake Bot API, and the chats used so far."""
 
-    def __init__(self, app_port: int, fake_port: int, files: Path, *, first_update_id: int) -> None:
-        self.app_port, self.fake_port, self.files = app_port, fake_port, files
-        self.next_update_id = first_update_id
+    def __init__(self, app_port: int, fake_port: int, files: Path, pid: int) -> None:
+        self.app_port, self.fake_port, self.files, self.pid = app_port, fake_port, files, pid
+        self.next_update_id = 1_000_000
         self.next_chat = 10_000
 
     def chat(self) -> Updates:
@@ -142,10 +149,17 @@ def text_updates(intake: Intake, kind: str, requests: int, concurrency: int) -> 
     per_round = requests // ROUNDS
     sent_before = len(delivered(intake.fake_port))
 
+    cpu = {"noop": 0.0, "text": 0.0}
+
     def part(path: str, kind: str) -> Callable[[int], Result]:
-        return lambda n: intake.post(
-            path, bodies[n * per_round : (n + 1) * per_round], concurrency, kind
-        )
+        def one_round(n: int) -> Result:
+            began = cpu_seconds(intake.pid)
+            result = intake.post(path, bodies[n * per_round : (n + 1) * per_round], concurrency,
+                                 kind)  # fmt: skip
+            cpu[kind] += cpu_seconds(intake.pid) - began
+            return result
+
+        return one_round
 
     results = interleaved({"noop": part(NOOP, "noop"), "text": part(WEBHOOK, "text")}, ROUNDS,
                           keep_bodies=True)  # fmt: skip
@@ -162,6 +176,8 @@ def text_updates(intake: Intake, kind: str, requests: int, concurrency: int) -> 
     )
     print(f"[{kind}] replies             : {in_answers} in the webhook answer, {by_bot_api} by "
           f"the Bot API, for {text.requests} updates")  # fmt: skip
+    print(f"[{kind}] web process CPU     : {cpu['text'] / text.requests * 1000:.2f} ms per text "
+          f"update, {cpu['noop'] / noop.requests * 1000:.2f} ms per no-op request")  # fmt: skip
     assert in_answers + by_bot_api >= text.requests, "an update went unanswered"
 
 
@@ -213,7 +229,7 @@ def submissions(intake: Intake, kind: str, citizens: int, concurrency: int, url:
 PHOTO_KINDS = ("upright JPEG photo", "rotated JPEG file", "PNG file")
 
 
-def photos(intake: Intake, kind: str, timed: int, pid: int) -> None:
+def photos(intake: Intake, kind: str, timed: int) -> None:
     base = images.document_photo(4000, 3000)
     for shape in PHOTO_KINDS:
         chats = [intake.chat() for _ in range(timed + 4)]
@@ -238,10 +254,10 @@ def photos(intake: Intake, kind: str, timed: int, pid: int) -> None:
             result = intake.post(WEBHOOK, [body], 1, "photo")
             timings.append((time.perf_counter() - began) * 1000)
             assert result.statuses == {200: 1}, result.statuses
-        reset_peak(pid)
-        before = memory_mb(pid, "VmRSS")
+        reset_peak(intake.pid)
+        before = memory_mb(intake.pid, "VmRSS")
         intake.post(WEBHOOK, bodies[timed:], 4, "photos")
-        extra = memory_mb(pid, "VmHWM") - before
+        extra = memory_mb(intake.pid, "VmHWM") - before
         median = statistics.median(timings)
         print(f"[{kind}] 12-MP {shape:<19}: median {median:4.0f} ms (target ≤ 400) "
               f"{verdict(median <= 400)}; 4 at once +{extra:.0f} MB peak (target ≤ 150) "
@@ -267,11 +283,11 @@ def run(kind: str, url: str, args: argparse.Namespace) -> None:
         serve("tests.fakes.telegram:app_from_env", fake_env, fake_port),
         serve("bench.baseline:bench_app", app_env, app_port) as server,
     ):
-        intake = Intake(app_port, fake_port, folder / "files", first_update_id=1_000_000)
+        intake = Intake(app_port, fake_port, folder / "files", server.pid)
         text_updates(intake, kind, args.requests, args.concurrency)
         submissions(intake, kind, args.citizens, args.citizen_concurrency, url)
         if args.photos:
-            photos(intake, kind, args.photos, server.pid)
+            photos(intake, kind, args.photos)
             stored = sum(1 for p in (folder / "media").rglob("*") if p.is_file())
             print(f"[{kind}] files stored        : {stored} (every photo and file distinct)")
 
