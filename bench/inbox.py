@@ -145,9 +145,11 @@ def seed(database_url: str, count: int) -> tuple[str, list[str]]:
         session.execute(update(StaffUser).values(must_change_password=False))
         assert user.id is not None
         cookie = issue(SECRET, user.id, session_fingerprint(user))
-    with runtime.engine.connect() as connection:  # what autovacuum does after a bulk load
-        analyze = "ANALYZE" if database_url.startswith("sqlite") else "VACUUM ANALYZE"
-        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(analyze)
+    if not database_url.startswith("sqlite"):  # SQLite: the product never runs ANALYZE
+        with runtime.engine.connect() as connection:  # what autovacuum does after a bulk load
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE"
+            )
     runtime.engine.dispose()
     return cookie, [row["code"] for row in rows]
 
@@ -195,7 +197,8 @@ def run(url: str, kind: str, size: int, requests: int) -> float:
             chosen_paths = paths[name]
             if len(chosen_paths) > 1:
                 chosen_paths = chosen_paths[n * per_round : (n + 1) * per_round]
-            return hammer("127.0.0.1", port, chosen_paths, total=per_round, concurrency=1,
+            total = per_round // 4 if name == "search name" else per_round  # ~1 s each on SQLite
+            return hammer("127.0.0.1", port, chosen_paths[:total], total=total, concurrency=1,
                           kind=name, headers=headers)  # fmt: skip
 
         return one_round
@@ -207,7 +210,7 @@ def run(url: str, kind: str, size: int, requests: int) -> float:
                    headers=headers)  # fmt: skip
         results = interleaved({name: measure(name) for name in paths}, ROUNDS)
     for name, result in results.items():
-        assert result.statuses == {200: per_round * ROUNDS}, (name, result.statuses)
+        assert result.statuses == {200: result.requests}, (name, result.statuses)
     base = results["no-op (no DB)"].median
     for name, result in results.items():
         line = (
@@ -224,12 +227,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--requests", type=int, default=400, help="per measure")
-    parser.add_argument("--quick", action="store_true", help="100,000 dossiers only, 200 requests")
+    parser.add_argument("--requests", type=int, default=240, help="per measure (name: a quarter)")
+    parser.add_argument("--quick", action="store_true", help="100,000 dossiers only, 160 requests")
     parser.add_argument("--postgres", default=POSTGRES_ADMIN)
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.requests = [100_000], 200
+        args.sizes, args.requests = [100_000], 160
     for kind in chosen(args.db):
         for size in args.sizes:
             with fresh_database(kind, args.postgres) as url:
