@@ -124,7 +124,8 @@ def main() -> None:
     parser.add_argument("--notices", type=int, default=3000, help="per measure")
     parser.add_argument("--quick", action="store_true", help="1,000 notices per measure")
     parser.add_argument("--postgres", default=POSTGRES_ADMIN, help="admin URL to create a DB in")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    # A database of its own: the tests use 0, and this run empties the product queue.
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
     if args.quick:
         args.notices = 1000
