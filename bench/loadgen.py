@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -40,6 +40,42 @@ class Result:
         return statistics.median(self.latencies_ms)
 
 
+async def _exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    path: str,
+    headers: str,
+    body: bytes | None,
+) -> tuple[int, bytes]:
+    """One request on a keep-alive connection: GET, or POST of `body` as JSON."""
+    if body is None:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+    else:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return int(status_line.split()[1]), await reader.readexactly(length)
+
+
+def _record(result: Result, began: float, status: int, body: bytes) -> None:
+    if result.bodies is not None:
+        result.bodies.append(body)
+    result.latencies_ms.append((time.perf_counter() - began) * 1000)
+    result.statuses[status] = result.statuses.get(status, 0) + 1
+
+
 async def _worker(
     host: str,
     port: int,
@@ -55,31 +91,10 @@ async def _worker(
     index = start
     while index < total:
         path = paths[index % len(paths)]
+        body = None if bodies is None else bodies[index % len(bodies)]
         began = time.perf_counter()
-        if bodies is None:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
-        else:
-            body = bodies[index % len(bodies)]
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        body = await reader.readexactly(length)
-        if result.bodies is not None:
-            result.bodies.append(body)
-        result.latencies_ms.append((time.perf_counter() - began) * 1000)
-        status = int(status_line.split()[1])
-        result.statuses[status] = result.statuses.get(status, 0) + 1
+        status, answer = await _exchange(reader, writer, host, path, headers, body)
+        _record(result, began, status, answer)
         index += step
     writer.close()
 
@@ -113,6 +128,64 @@ def hammer(
     asyncio.run(run())
     result.seconds = time.perf_counter() - began
     return result
+
+
+def conversations(
+    host: str,
+    port: int,
+    path: str,
+    scripts: Sequence[Sequence[bytes]],
+    *,
+    concurrency: int,
+    kind: str,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    """POST each script's bodies in order on one connection (one simulated user, who waits for
+    each answer before the next message), `concurrency` users at a time; every turn is counted."""
+    result = Result(kind, 0, 0.0, [], {}, [])
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    waiting = iter(scripts)
+
+    async def user() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        for script in waiting:  # a shared iterator: each script is taken by one user
+            for body in script:
+                began = time.perf_counter()
+                status, answer = await _exchange(reader, writer, host, path, extra, body)
+                _record(result, began, status, answer)
+                result.requests += 1
+        writer.close()
+
+    async def run() -> None:
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+
+    began = time.perf_counter()
+    asyncio.run(run())
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def merge(total: Result, part: Result) -> None:
+    """Add one round's measurement to the run's total."""
+    total.requests += part.requests
+    total.seconds += part.seconds
+    total.latencies_ms += part.latencies_ms
+    for status, count in part.statuses.items():
+        total.statuses[status] = total.statuses.get(status, 0) + count
+    if total.bodies is not None:
+        total.bodies += part.bodies or []
+
+
+def interleaved(
+    measures: Mapping[str, Callable[[int], Result]], rounds: int, keep_bodies: bool = False
+) -> dict[str, Result]:
+    """Run every measure once per round, in turn (measure(round_number) → its Result), so that
+    all of them see the same moments of a shared machine, whose speed drifts over minutes."""
+    totals = {name: Result(name, 0, 0.0, [], {}, [] if keep_bodies else None) for name in measures}
+    for number in range(rounds):
+        for name, measure in measures.items():
+            merge(totals[name], measure(number))
+    return totals
 
 
 def free_port() -> int:
