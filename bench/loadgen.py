@@ -86,14 +86,16 @@ async def _worker(
     result: Result,
     headers: str,
     bodies: Sequence[bytes] | None,
+    body_headers: Sequence[str] | None = None,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     index = start
     while index < total:
         path = paths[index % len(paths)]
         body = None if bodies is None else bodies[index % len(bodies)]
+        own = "" if body_headers is None else body_headers[index % len(body_headers)]
         began = time.perf_counter()
-        status, answer = await _exchange(reader, writer, host, path, headers, body)
+        status, answer = await _exchange(reader, writer, host, path, headers + own, body)
         _record(result, began, status, answer)
         index += step
     writer.close()
@@ -110,16 +112,21 @@ def hammer(
     headers: dict[str, str] | None = None,
     bodies: Sequence[bytes] | None = None,
     keep_bodies: bool = False,
+    body_headers: Sequence[dict[str, str]] | None = None,
 ) -> Result:
     """Send `total` requests over `concurrency` keep-alive connections, cycling through `paths`
-    (GET, or POST of `bodies[i]` as JSON when bodies are given)."""
+    (GET, or POST of `bodies[i]` as JSON when bodies are given, with `body_headers[i]` too: a
+    signature over each body)."""
     result = Result(kind, total, 0.0, [], {}, [] if keep_bodies else None)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    own = None
+    if body_headers is not None:
+        own = ["".join(f"{k}: {v}\r\n" for k, v in h.items()) for h in body_headers]
 
     async def run() -> None:
         await asyncio.gather(
             *(
-                _worker(host, port, paths, i, concurrency, total, result, extra, bodies)
+                _worker(host, port, paths, i, concurrency, total, result, extra, bodies, own)
                 for i in range(concurrency)
             )
         )

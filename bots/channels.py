@@ -53,7 +53,12 @@ def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Z
         oa_id=settings.zalo_oa_id,
     )
     return ZaloSender(
-        client, settings.zalo_api_base, settings.zalo_business_api_base, tokens, throttle
+        client,
+        settings.zalo_api_base,
+        settings.zalo_business_api_base,
+        tokens,
+        throttle,
+        per_minute=settings.zalo_max_per_minute,
     )
 
 

@@ -643,7 +643,9 @@ class ZaloSender:
         method: str = "POST",
         business: bool = False,
     ) -> dict[str, Any]:
-        wait = self.throttle.reserve("zalo:app", 60.0 / self.per_minute)
+        wait = 0.0
+        if self.per_minute > 0:
+            wait = self.throttle.reserve("zalo:app", 60.0 / self.per_minute)
         if wait > MAX_INLINE_WAIT:
             raise TryLater("zalo: over the sending rate", retry_after=wait)
         if wait > 0:

@@ -28,7 +28,9 @@ from storage.db import run_db, session_scope, single_statements
 from storage.inbound import (
     OwedReplies,
     claim_event,
+    claim_owed_replies,
     event_handled,
+    first_delivery,
     owe_replies,
     replies_went_out,
 )
@@ -48,6 +50,32 @@ class ZaloChannel:
     sender: Sender
     downloads: httpx.AsyncClient
     media_hosts: tuple[str, ...]
+
+
+def needs_download(event: ZaloEvent) -> bool:
+    """Events with attachments are kept and answered at once, then handled (downloads can take
+    seconds, and Zalo wants its 200 within 2); any other event is handled before the answer."""
+    return bool(event.attachments)
+
+
+def handle_now(runtime: Runtime, event: ZaloEvent) -> OwedReplies | None:
+    """A quick event in one transaction with its replay guard, like a Telegram update: a retry
+    of it runs nothing again and takes over only the replies still owed."""
+    now = utcnow()
+    lease_until = now + timedelta(seconds=runtime.settings.outbox_lease_seconds)
+    with session_scope(runtime.engine) as session:
+        if not first_delivery(session, CHANNEL, event.delivery_id):
+            connection = session.connection()
+            return claim_owed_replies(connection, CHANNEL, event.delivery_id, now, lease_until)
+        if event.kind is EventKind.ADMIN_REPLY:
+            record_outside_reply(session, CHANNEL, event.user_id, event.text)
+            return None
+        if event.kind not in (EventKind.TURN, EventKind.FOLLOW):
+            return None
+        incoming = Incoming(text="/start") if event.kind is EventKind.FOLLOW else event.incoming
+        assert incoming is not None
+        replies = _converse(runtime, session, event, incoming)
+        return _owe_in(session, runtime, event, replies)
 
 
 async def handle_event(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) -> None:
@@ -95,17 +123,20 @@ async def _incoming(zalo: ZaloChannel, event: ZaloEvent) -> Incoming | Reply:
 
 def _turn(runtime: Runtime, event: ZaloEvent, incoming: Incoming) -> OwedReplies:
     with session_scope(runtime.engine) as session:
-        replies = converse(
-            session,
-            channel=CHANNEL,
-            external_id=event.user_id,
-            incoming=incoming,
-            catalog=runtime.catalog,
-            calendar=runtime.calendar,
-            media=runtime.media,
-            public_base_url=runtime.settings.public_base_url,
-        )
-        return _owe_in(session, runtime, event, replies)
+        return _owe_in(session, runtime, event, _converse(runtime, session, event, incoming))
+
+
+def _converse(runtime: Runtime, session: Any, event: ZaloEvent, incoming: Incoming) -> list[Reply]:
+    return converse(
+        session,
+        channel=CHANNEL,
+        external_id=event.user_id,
+        incoming=incoming,
+        catalog=runtime.catalog,
+        calendar=runtime.calendar,
+        media=runtime.media,
+        public_base_url=runtime.settings.public_base_url,
+    )
 
 
 def _owe(runtime: Runtime, event: ZaloEvent, replies: list[Reply]) -> OwedReplies:

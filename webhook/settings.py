@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     zalo_business_api_base: str = "https://business.openapi.zalo.me"
     zalo_media_hosts: str = "zalo.me,zadn.vn,zdn.vn,zaloapp.com"
     zalo_templates: Path = REPO_ROOT / "data" / "zalo" / "templates.toml"
+    zalo_max_per_minute: float = 4000.0  # the OA's limit, about 4,000 requests/min; 0 = none
 
     # Not yet used: read by the one-stop connector (issue #13).
     onestop_base_url: str | None = None

@@ -1,21 +1,33 @@
 """POST /webhook/zalo: events of the Zalo Official Account (docs/zalo.md).
 
-The signature is checked over the raw bytes before anything is parsed; a kept event is answered
-at once (Zalo wants 200 within 2 s and retries otherwise) and handled right after, in this
-process — or by the dispatcher if this process dies first.
+The signature is checked over the raw bytes before anything is parsed. A text, button or
+follow is handled before the answer, in one transaction with its replay guard (as a Telegram
+update is); its replies go out right after. An event with attachments is kept and answered at
+once (Zalo wants 200 within 2 s and retries otherwise), then downloaded and handled — by the
+dispatcher if this process dies first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bots.zalo import BadSignature, EventKind, ZaloEvent, translate, verify
-from bots.zalo_citizen import CHANNEL, ZaloChannel, handle_event
+from bots.zalo_citizen import (
+    CHANNEL,
+    ZaloChannel,
+    handle_event,
+    handle_now,
+    needs_download,
+    send_owed,
+)
 from storage.db import run_db, session_scope
 from storage.inbound import accept_event
 from storage.models import utcnow
@@ -54,6 +66,11 @@ async def zalo_webhook(request: Request) -> Response:
     translated = translate(event)
     if translated.kind in (EventKind.ECHO, EventKind.IGNORED):
         return JSONResponse({"ok": True})
+    if not needs_download(translated):
+        owed = await run_db(runtime.engine, lambda: handle_now(runtime, translated), quick=True)
+        if owed is not None and owed.unsent:
+            _in_background(anyio.to_thread.run_sync(send_owed, runtime, zalo.sender, owed))
+        return JSONResponse({"ok": True})
     lease = timedelta(seconds=settings.outbox_lease_seconds)
 
     def keep() -> bool:
@@ -61,10 +78,14 @@ async def zalo_webhook(request: Request) -> Response:
             return accept_event(session, CHANNEL, translated.delivery_id, event, utcnow() + lease)
 
     if await run_db(runtime.engine, keep, quick=True):  # a retry of a kept event is dropped
-        task = asyncio.create_task(_handle(runtime, zalo, translated))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _in_background(_handle(runtime, zalo, translated))
     return JSONResponse({"ok": True})
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _handle(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) -> None:

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import itertools
 import json
+import os
 import secrets
 import threading
 import time
@@ -117,8 +118,13 @@ class FakeZalo:
                 Route("/v4/oa/access_token", self._access_token, methods=["POST"]),
                 Route("/message/template", self._template_message, methods=["POST"]),
                 Route("/template/info/v2", self._template_info, methods=["GET"]),
+                Route("/_delivered", self._delivered, methods=["GET"]),
             ]
         )
+
+    async def _delivered(self, request: Request) -> Response:
+        """For benchmarks running the fake in its own process: how many messages arrived."""
+        return JSONResponse({"messages": len(self.messages)})
 
     # ------------------------------------------------------------------ knobs for tests
 
@@ -403,6 +409,14 @@ def _string(value: Any) -> str:
 def pkce_challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def app_from_env() -> Starlette:
+    """For benchmarks: `uvicorn --factory tests.fakes.zalo:app_from_env`; FAKE_ZALO_ACCESS_TOKEN
+    is a valid access token from the start (the bench stores it as the OA's)."""
+    fake = FakeZalo()
+    fake.access_tokens.add(os.environ["FAKE_ZALO_ACCESS_TOKEN"])
+    return fake.app
 
 
 class FakeZaloMedia:
