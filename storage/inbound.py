@@ -350,3 +350,9 @@ def stale_albums(session: Session, older_than: datetime) -> list[tuple[str, str,
         .having(func.max(col(AlbumPart.received_at)) < older_than)
     ).all()
     return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def unsent_reply_count(session: Session) -> int:
+    """Replies still owed (being sent, or left by a process that went away)."""
+    statement = select(func.count()).select_from(_events).where(_events.c.reply_state == SENDING)
+    return int(session.execute(statement).scalar_one())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -266,3 +266,23 @@ def mailbox(session: Session, channel: str, recipient: str, after_id: int) -> li
             .limit(50)
         ).scalars()
     )
+
+
+# States a message is still on its way in (sent, dead and rerouted are settled).
+UNSETTLED = ("pending", "queued", "sending")
+
+
+def outbox_depth(session: Session) -> list[tuple[str, str, int, datetime | None]]:
+    """(channel, state, messages, oldest created_at) of unsettled and dead messages: what an
+    operator watches (a growing queue, an old pending message, dead letters)."""
+    rows = session.execute(
+        select(
+            col(OutboxMessage.channel),
+            col(OutboxMessage.state),
+            func.count(),
+            func.min(col(OutboxMessage.created_at)),
+        )
+        .where(col(OutboxMessage.state).in_([*UNSETTLED, "dead"]))
+        .group_by(col(OutboxMessage.channel), col(OutboxMessage.state))
+    ).all()
+    return [(r[0], r[1], int(r[2]), r[3]) for r in rows]

@@ -20,7 +20,7 @@ templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import admin, errors, health, lookup, sms, telegram, webchat, zalo
+    from webhook import admin, errors, health, lookup, metrics, sms, telegram, webchat, zalo
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     zalo.install(app)
     app.include_router(webchat.router)
     admin.install(app)
+    metrics.install(app, runtime)
     return app
 
 

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     onestop_api_key: SecretStr | None = None
     onestop_callback_secret: SecretStr | None = None
 
+    # GET /metrics for Prometheus, with `Authorization: Bearer <token>`; unset = no route.
+    metrics_token: SecretStr | None = None
+
     host: str = "127.0.0.1"
     port: int = 8000
 

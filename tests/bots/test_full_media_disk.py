@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from core.messages import render
 from core.staff import Role
@@ -62,7 +63,10 @@ def test_a_photo_on_a_full_disk_is_answered_and_accepted_once_there_is_room(
 ) -> None:
     fake, _ = telegram
     chat = Updates()
-    settings = telegram_settings.model_copy(update={"media_dir": small_disk / "media"})
+    settings = telegram_settings.model_copy(
+        update={"media_dir": small_disk / "media", "metrics_token": SecretStr("metrics-token-1")}
+    )
+    scrape = {"Authorization": "Bearer metrics-token-1"}
     with bot_app(settings, fake) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         catalog = runtime.catalog
@@ -84,6 +88,7 @@ def test_a_photo_on_a_full_disk_is_answered_and_accepted_once_there_is_room(
         assert health.status_code == 200  # lookups and text still work: keep it in rotation
         assert health.json()["ok"] is False
         assert health.json()["media"] == "error: No space left on device"
+        assert "hcc_media_store_up 0.0" in client.get("/metrics", headers=scrape).text
         browser = TestClient(client.app, follow_redirects=False)  # the panel, same process
         admin = signed_in(browser, runtime, "an.sys", first_agency(catalog), Role.SYSTEM_ADMIN)
         page = admin.get("/admin/deliveries")
@@ -97,4 +102,5 @@ def test_a_photo_on_a_full_disk_is_answered_and_accepted_once_there_is_room(
         assert "Đã nhận 1 ảnh" in last_text(fake)
         assert len(list((small_disk / "media").rglob("*.jpg"))) == 1
         assert client.get("/healthz").json()["media"] == "ok"
+        assert "hcc_media_store_up 1.0" in client.get("/metrics", headers=scrape).text
         assert banner not in admin.get("/admin/deliveries").text  # type: ignore[attr-defined]
