@@ -248,33 +248,31 @@ def event_handled(session: Session, channel: str, delivery_id: str) -> None:
     )
 
 
-def unhandled_events(session: Session, now: datetime) -> list[tuple[str, str]]:
-    """(channel, delivery id) of acknowledged events whose process died before handling them."""
-    rows = session.execute(
-        select(_events.c.channel, _events.c.external_id).where(
-            _events.c.reply_state == RECEIVED,
-            _events.c.reply_lease_until <= now,
-            _events.c.received_at >= now - REPLY_GIVE_UP,
-        )
-    ).all()
-    return [(r[0], r[1]) for r in rows]
-
-
 # Replies older than this are not sent any more: after a day the citizen has moved on (and
 # Telegram stops redelivering an update); their dossier is still in "Hồ sơ của tôi".
 REPLY_GIVE_UP = timedelta(days=1)
 
 
-def abandoned_replies(session: Session, now: datetime) -> list[tuple[str, str]]:
-    """(channel, delivery id) of replies whose sending process went away before finishing."""
+def _left_behind(session: Session, state: str, now: datetime) -> list[tuple[str, str]]:
+    """(channel, delivery id) of rows in `state` whose process's lease is over."""
     rows = session.execute(
         select(_events.c.channel, _events.c.external_id).where(
-            _events.c.reply_state == SENDING,
+            _events.c.reply_state == state,
             _events.c.reply_lease_until <= now,
             _events.c.received_at >= now - REPLY_GIVE_UP,
         )
     ).all()
     return [(r[0], r[1]) for r in rows]
+
+
+def unhandled_events(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """Acknowledged events whose process died before handling them."""
+    return _left_behind(session, RECEIVED, now)
+
+
+def abandoned_replies(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """Replies whose sending process went away before finishing."""
+    return _left_behind(session, SENDING, now)
 
 
 # Telegram gives up redelivering an update after about a day, an SMS gateway sooner: after a week

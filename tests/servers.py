@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,3 +114,13 @@ class PostgresServer:
 def _version(path: str) -> tuple[int, ...]:
     parts = Path(path).parent.parent.name.split(".")
     return tuple(int(part) for part in parts if part.isdigit())
+
+
+def wait_until(condition: Callable[[], bool], message: str, timeout: float = 20) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(message)

@@ -31,18 +31,10 @@ from storage.db import make_engine
 from storage.models import Dossier, InboundEvent
 from tests import images
 from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, Call, FakeTelegram, Updates
+from tests.servers import wait_until
 from webhook.settings import REPO_ROOT
 
 HOOK = "/webhook/telegram/citizen"
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(message)
 
 
 class WebProcess:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from storage.models import OutboxMessage
 from tests.conftest import unavailable
 from tests.dossiers import act, citizen_dossier
 from tests.fakes.telegram import TELEGRAM_TOKEN, FakeTelegram
+from tests.servers import wait_until
 from webhook.jobs import JOB_BATCH, QUEUE
 from webhook.settings import REPO_ROOT
 
@@ -66,15 +67,6 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(message)
 
 
 @pytest.fixture

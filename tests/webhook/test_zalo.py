@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from tests.fakes.zalo import (
     FakeZaloMedia,
     ZaloEvents,
 )
-from tests.servers import live_server
+from tests.servers import live_server, wait_until
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -70,15 +70,6 @@ class Zalo:
     def photo_url(self, name: str, content: bytes) -> str:
         self.media.files[name] = content
         return f"{self.media_base}/{name}"
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 15) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(message)
 
 
 def text_of(messages: list[dict[str, Any]]) -> str:
