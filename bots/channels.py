@@ -12,8 +12,9 @@ from collections.abc import Callable
 import httpx
 
 from bots.delivery import MailboxSender, Sender, SmsSender, TelegramSender, Throttle
-from bots.zalo import ZaloSender, ZaloTokens
+from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from core.channels import Channel
+from core.zalo_templates import load_templates
 from webhook.runtime import Runtime
 
 SenderFactory = Callable[[Runtime, httpx.Client, Throttle], Sender | None]
@@ -37,8 +38,14 @@ def _zalo(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender 
     return zalo_sender(runtime, client, throttle)
 
 
+def _zalo_template(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    zalo = zalo_sender(runtime, client, throttle)
+    return ZaloTemplateSender(zalo) if zalo is not None and zalo.templates else None
+
+
 def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> ZaloSender | None:
-    """The OA's sender, with its tokens in the database; None until the OA is configured."""
+    """The OA's sender, with its tokens in the database and the notices' template messages
+    (`ZALO_TEMPLATES`); None until the OA is configured."""
     settings = runtime.settings
     if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
         return None
@@ -51,7 +58,12 @@ def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Z
         oa_id=settings.zalo_oa_id,
     )
     return ZaloSender(
-        client, settings.zalo_api_base, settings.zalo_business_api_base, tokens, throttle
+        client,
+        settings.zalo_api_base,
+        settings.zalo_business_api_base,
+        tokens,
+        throttle,
+        templates=load_templates(settings.zalo_templates),
     )
 
 
@@ -75,6 +87,7 @@ def _mailbox(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Send
 SENDERS: dict[Channel, SenderFactory] = {
     Channel.TELEGRAM: _telegram,
     Channel.ZALO: _zalo,
+    Channel.ZALO_TEMPLATE: _zalo_template,  # notices outside the chat window, by phone
     Channel.WEB: _mailbox,  # the chat page polls for its messages
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders
