@@ -510,6 +510,7 @@ def _oauth_reason(answer: Mapping[str, Any]) -> str:
 OA_TOKEN_ERRORS = frozenset({-216, -220})
 BUSINESS_TOKEN_ERRORS = frozenset({-124})
 NOT_REACHABLE = frozenset({-213, -230})  # unfollowed; no interaction in the last 7 days
+TEMPLATE_NOT_APPROVED = -131  # disabled or not (yet) approved: the start-up check says so too
 
 
 class ZaloSender:
@@ -718,6 +719,8 @@ class ZaloSender:
         if code == -32:
             return TryLater(detail)  # no wait is given: the outbox backs off
         if code in NOT_REACHABLE and not business:
+            return Unreachable(detail)
+        if business and code == TEMPLATE_NOT_APPROVED:  # the notice still goes, by SMS
             return Unreachable(detail)
         if business and code == -133:  # no template messages 22:00–06:00
             return TryLater(detail, retry_after=_seconds_until(self.clock(), hour=6))
