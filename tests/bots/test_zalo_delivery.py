@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 
 from bots.channels import make_senders, zalo_sender
 from bots.delivery import MemoryThrottle
-from bots.zalo import check_templates_file, tracking_id_for
+from bots.zalo import ZaloSender, check_templates_file, tracking_id_for
 from core.dossier import Action
 from core.zalo_templates import CHAT_WINDOW
 from storage.db import session_scope
@@ -275,6 +275,30 @@ def test_a_rate_limited_push_is_retried_later_and_delivered_once(
     assert len(wire.zalo.messages) == 1
     [row] = outbox(runtime)
     assert row.state == "sent" and row.attempts == 2
+
+
+def test_pushes_faster_than_the_apps_rate_wait_without_spending_attempts(
+    runtime: Runtime, wire: Wire
+) -> None:
+    throttle = MemoryThrottle()
+    senders = make_senders(runtime, throttle)
+    zalo = senders["zalo"]
+    assert isinstance(zalo, ZaloSender) and zalo.throttle is throttle  # one throttle for all
+    zalo.per_minute = 1  # the OA's ~4,000 a minute, made small
+    runner = Dispatcher(runtime, senders)
+    accepted_on_zalo(runtime)
+    citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, channel="zalo", external_id="other"
+    )
+    with session_scope(runtime.engine) as session:
+        session.execute(update(ChannelIdentity).values(last_seen_at=MONDAY))
+    dossier_id = outbox(runtime)[0].dossier_id or 0
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.RESULT_READY, MONDAY)
+    outcomes = runner.dispatch(MONDAY + timedelta(hours=1))
+    assert sorted(o.state for o in outcomes) == ["pending", "sent"]
+    assert len(wire.zalo.messages) == 1
+    waiting = [row for row in outbox(runtime) if row.state == "pending"]
+    assert [row.attempts for row in waiting] == [0]  # the rate is not the message's fault
 
 
 def test_bad_parameters_are_a_dead_letter_with_zalos_reason_in_the_panel(wire: Wire) -> None:
