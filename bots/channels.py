@@ -13,9 +13,10 @@ from datetime import timedelta
 import httpx
 
 from bots.delivery import MailboxSender, Sender, SmsSender, TelegramSender, Throttle
-from bots.zalo import ZaloSender, ZaloTokens
+from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
+from core.zalo_templates import load_templates
 from webhook.runtime import Runtime
 
 SenderFactory = Callable[[Runtime, httpx.Client, Throttle], Sender | None]
@@ -39,8 +40,14 @@ def _zalo(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender 
     return zalo_sender(runtime, client, throttle)
 
 
+def _zalo_template(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    zalo = zalo_sender(runtime, client, throttle)
+    return ZaloTemplateSender(zalo) if zalo is not None and zalo.templates else None
+
+
 def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> ZaloSender | None:
-    """The OA's sender, with its tokens in the database; None until the OA is configured."""
+    """The OA's sender, with its tokens in the database and the notices' template messages
+    (`ZALO_TEMPLATES`); None until the OA is configured."""
     settings = runtime.settings
     if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
         return None
@@ -59,6 +66,7 @@ def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Z
         tokens,
         throttle,
         per_minute=settings.zalo_max_per_minute,
+        templates=load_templates(settings.zalo_templates),
     )
 
 
@@ -82,6 +90,7 @@ def _mailbox(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Send
 SENDERS: dict[Channel, SenderFactory] = {
     Channel.TELEGRAM: _telegram,
     Channel.ZALO: _zalo,
+    Channel.ZALO_TEMPLATE: _zalo_template,  # notices outside the chat window, by phone
     Channel.WEB: _mailbox,  # the chat page polls for its messages
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders

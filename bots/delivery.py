@@ -3,8 +3,12 @@ code path that takes one outbox message to the citizen (called inline by the web
 embedded mode, or by an rq job when Redis is configured).
 
 Senders are synchronous (rq jobs are plain functions); they raise `Unreachable` when the person
-cannot be reached on that channel (fallback to SMS), `TryLater` for a temporary problem (with
-the wait the service asked for, if any) and `Rejected` when retrying cannot help.
+cannot be reached on that channel (fallback to SMS, or what the sender names), `TryLater` for a
+temporary problem (with the wait the service asked for, if any) and `Rejected` when retrying
+cannot help. Two optional protocols keep `deliver` free of channel names: a `Rerouting` sender
+says before sending whether its channel can reach the citizen now and where a notice goes when
+it cannot (Zalo's 7-day window); a `NoticeSender` sends the notice itself rather than its text
+(a template message is an approved form filled with the notice's values).
 """
 
 from __future__ import annotations
@@ -17,18 +21,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bots.telegram import telegram_calls
+from core.channels import Channel, Contact
 from core.notices import notice_reply
 from core.replies import Reply
 from core.sms import sms_parts
 from storage.db import database_unavailable, session_scope, single_statements
-from storage.outbox import Claimed, claim, mark_dead, mark_sent, reroute_to_sms, retry_later
+from storage.outbox import (
+    Claimed,
+    channel_contact,
+    claim,
+    mark_dead,
+    mark_sent,
+    reroute,
+    retry_later,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +71,30 @@ class Rejected(DeliveryError):
 
 
 class Sender(Protocol):
-    def send(self, recipient: str, reply: Reply) -> None: ...
+    def send(self, recipient: str, reply: Reply) -> str | None:
+        """Send; the service's id of the (last) message sent, when it gives one (receipts)."""
+        ...
+
+
+@runtime_checkable
+class Rerouting(Protocol):
+    """A sender whose channel cannot carry every notice to everyone now (Zalo: only within 7
+    days of the citizen's last interaction, never after an unfollow)."""
+
+    def unreachable_reason(self, contact: Contact | None, now: datetime) -> str | None:
+        """Why a notice cannot go on this channel to this citizen now; None: it can."""
+        ...
+
+    def fallback(self, template: str) -> str:
+        """The channel a notice goes by instead (also when a send was refused as unreachable)."""
+        ...
+
+
+@runtime_checkable
+class NoticeSender(Protocol):
+    """A sender that sends the outbox notice itself (key and values), not its rendered text."""
+
+    def send_notice(self, message: Claimed) -> str | None: ...
 
 
 class Throttle(Protocol):
@@ -362,35 +398,56 @@ def deliver(
     if message is None:
         return Outcome("skipped")
     until = claimed_at + lease.total_seconds() * (1 - LEASE_MARGIN)
-    reply = notice_reply(message.template, message.values, message.values.get("language", "vi"))
     sender = senders.get(message.channel)
+    fallback = sender.fallback(message.template) if isinstance(sender, Rerouting) else Channel.SMS
     try:
         if sender is None:
             raise Unreachable(f"{message.channel}: channel not configured")
-        sender.send(message.recipient, reply)
+        sent_ref = _send(engine, sender, message, now)
     except DeliveryError as error:
-        return Outcome(_record_failure(engine, message, now, error, until), str(error))
+        return Outcome(_record_failure(engine, message, now, error, until, fallback), str(error))
     except Exception as error:  # a bug or an unforeseen failure: keep the message, retry later
         log.exception("delivering outbox message %s failed", message.id)
         unforeseen = TryLater(f"{type(error).__name__}: {error}")
-        return Outcome(_record_failure(engine, message, now, unforeseen, until), str(error))
+        state = _record_failure(engine, message, now, unforeseen, until, fallback)
+        return Outcome(state, str(error))
 
     def record_sent() -> str:
         with single_statements(engine) as connection:
-            mark_sent(connection, message.id, datetime.now(UTC))
+            mark_sent(connection, message.id, datetime.now(UTC), sent_ref)
         return "sent"
 
     return Outcome(_until_recorded(record_sent, message.id, until))
 
 
+def _send(engine: Engine, sender: Sender, message: Claimed, now: datetime) -> str | None:
+    """The one send of a claimed message, by whatever the sender takes."""
+    if isinstance(sender, Rerouting):
+        with session_scope(engine) as session:
+            contact = channel_contact(session, message.channel, message.recipient)
+        reason = sender.unreachable_reason(contact, now)
+        if reason is not None:  # known in advance: not worth a refused call
+            raise Unreachable(f"{message.channel}: {reason}")
+    if isinstance(sender, NoticeSender):
+        return sender.send_notice(message)
+    lang = message.values.get("language", "vi")
+    return sender.send(message.recipient, notice_reply(message.template, message.values, lang))
+
+
 def _record_failure(
-    engine: Engine, message: Claimed, now: datetime, error: DeliveryError, until: float
+    engine: Engine,
+    message: Claimed,
+    now: datetime,
+    error: DeliveryError,
+    until: float,
+    fallback: str,
 ) -> str:
-    """Where a message goes after a failed send: SMS (unreachable), later, or the dead letters."""
+    """Where a message goes after a failed send: the fallback channel (unreachable), later, or
+    the dead letters."""
 
     def step(session: Session) -> str:
         if isinstance(error, Unreachable):
-            return reroute_to_sms(session, message, now, str(error))
+            return reroute(session, message, now, str(error), fallback)
         if isinstance(error, TryLater):
             wait = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
             return retry_later(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,12 +33,24 @@ from sqlalchemy.engine import Engine
 
 from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreachable
 from core.calendar import VN_TZ
+from core.channels import Contact
 from core.conversation import Incoming, IncomingFile
 from core.messages import render
 from core.phone import normalize_phone
 from core.replies import Button, Reply, split_text
-from core.zalo_templates import DeclaredTemplate, TemplateMapping, check_declared
+from core.zalo_templates import (
+    DeclaredTemplate,
+    TemplateConfigError,
+    TemplateMapping,
+    chat_window_open,
+    check_declared,
+    load_templates,
+    off_chat_channel,
+    template_data,
+    tracking_id_for,
+)
 from storage.db import session_scope
+from storage.outbox import Claimed
 from storage.zalo import StoredToken, get_token, lock_token, mark_broken, save_tokens
 
 log = logging.getLogger(__name__)
@@ -47,7 +60,6 @@ BUTTON_PREFIX = "#hcc:"  # our button payloads: a tap comes back as a text start
 TEXT_LIMIT = 2000
 MAX_BUTTONS = 5
 IMAGE_LIMIT = 1_000_000  # upload/image takes jpg/png up to 1 MB
-TRACKING_ID_LIMIT = 48
 RECEIPTS = frozenset({"user_received_message", "user_seen_message"})
 
 # ---------------------------------------------------------------------------- signature
@@ -498,6 +510,7 @@ def _oauth_reason(answer: Mapping[str, Any]) -> str:
 OA_TOKEN_ERRORS = frozenset({-216, -220})
 BUSINESS_TOKEN_ERRORS = frozenset({-124})
 NOT_REACHABLE = frozenset({-213, -230})  # unfollowed; no interaction in the last 7 days
+TEMPLATE_NOT_APPROVED = -131  # disabled or not (yet) approved: the start-up check says so too
 
 
 class ZaloSender:
@@ -521,16 +534,20 @@ class ZaloSender:
         lang: str = "vi",
         button_template_type: str | None = None,
         contact_image_url: str | None = None,
+        templates: Mapping[str, TemplateMapping] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.client, self.tokens, self.throttle = client, tokens, throttle
+        self.templates = dict(templates or {})  # notice key → template (data/zalo/templates.toml)
         self.api_base, self.business_api_base = api_base.rstrip("/"), business_api_base.rstrip("/")
         self.per_minute, self.lang, self.clock = per_minute, lang, clock
         self.button_template_type, self.contact_image_url = button_template_type, contact_image_url
 
-    def send(self, recipient: str, reply: Reply) -> None:
+    def send(self, recipient: str, reply: Reply) -> str | None:
+        """The reply as consultation messages; the id of the last one (receipts name it)."""
+        sent: list[str] = []
         if reply.image_png is not None:
-            self._send_image(recipient, reply.image_png)
+            sent.append(self._send_image(recipient, reply.image_png))
         buttons = [button for row in reply.buttons for button in row]
         pages = [buttons[i : i + MAX_BUTTONS] for i in range(0, len(buttons), MAX_BUTTONS)]
         chunks = split_text(reply.text, TEXT_LIMIT)
@@ -538,12 +555,28 @@ class ZaloSender:
             chunks = [render("zalo.more_choices", self.lang, page=1, pages=len(pages))]
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
-            self._message(recipient, self._text(chunk, pages[0] if last and pages else []))
+            text = self._text(chunk, pages[0] if last and pages else [])
+            sent.append(self._message(recipient, text))
         for number, page in enumerate(pages[1:], start=2):
             line = render("zalo.more_choices", self.lang, page=number, pages=len(pages))
-            self._message(recipient, self._text(line, page))
+            sent.append(self._message(recipient, self._text(line, page)))
         if reply.ask_contact:
-            self._message(recipient, self._contact_request())
+            sent.append(self._message(recipient, self._contact_request()))
+        return sent[-1] if sent and sent[-1] else None
+
+    def unreachable_reason(self, contact: Contact | None, now: datetime) -> str | None:
+        """A consultation message needs an interaction in the last 7 days and a follower: a push
+        outside that goes straight by template message or SMS instead of failing with -230."""
+        if chat_window_open(contact, now):
+            return None
+        if contact is not None and contact.unreachable_at is not None:
+            return f"unfollowed the Official Account at {contact.unreachable_at:%Y-%m-%d %H:%M}"
+        if contact is None or contact.last_seen_at is None:
+            return "no interaction known"
+        return f"outside the 7-day window (last interaction {contact.last_seen_at:%Y-%m-%d})"
+
+    def fallback(self, template: str) -> str:
+        return off_chat_channel(template, self.templates)
 
     def _text(self, text: str, buttons: Sequence[Button]) -> dict[str, Any]:
         if not buttons:
@@ -568,7 +601,7 @@ class ZaloSender:
         payload = {"template_type": "request_user_info", "elements": [element]}
         return {"attachment": {"type": "template", "payload": payload}}
 
-    def _send_image(self, recipient: str, png: bytes) -> None:
+    def _send_image(self, recipient: str, png: bytes) -> str:
         image, name, mime = png, "image.png", "image/png"
         if len(image) > IMAGE_LIMIT:
             image, name, mime = _jpeg_within(png, IMAGE_LIMIT), "image.jpg", "image/jpeg"
@@ -577,7 +610,7 @@ class ZaloSender:
         )
         element = {"media_type": "image", "attachment_id": data["attachment_id"]}
         payload = {"template_type": "media", "elements": [element]}
-        self._message(recipient, {"attachment": {"type": "template", "payload": payload}})
+        return self._message(recipient, {"attachment": {"type": "template", "payload": payload}})
 
     def send_file(self, recipient: str, name: str, content: bytes) -> None:
         """A document (the receipt as PDF): uploaded, then sent by its token."""
@@ -689,19 +722,13 @@ class ZaloSender:
             return TryLater(detail)  # no wait is given: the outbox backs off
         if code in NOT_REACHABLE and not business:
             return Unreachable(detail)
+        if business and code == TEMPLATE_NOT_APPROVED:  # the notice still goes, by SMS
+            return Unreachable(detail)
         if business and code == -133:  # no template messages 22:00–06:00
             return TryLater(detail, retry_after=_seconds_until(self.clock(), hour=6))
         if business and code == -144:  # the day's quota: tomorrow
             return TryLater(detail, retry_after=_seconds_until(self.clock(), hour=0))
         return Rejected(detail)
-
-
-def tracking_id_for(key: str) -> str:
-    """A template message's `tracking_id` (≤ 48 characters) for an outbox idempotency key:
-    the key itself when short enough, else a digest of it (the receipt is matched by this)."""
-    if len(key) <= TRACKING_ID_LIMIT:
-        return key
-    return hashlib.sha256(key.encode()).hexdigest()[:TRACKING_ID_LIMIT]
 
 
 def _seconds_until(now: datetime, *, hour: int) -> float:
@@ -724,6 +751,28 @@ def _jpeg_within(png: bytes, limit: int) -> bytes:
         image = image.resize((max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)))
 
 
+class ZaloTemplateSender:
+    """Status notices as the approved template message configured for them, by the citizen's
+    phone (the outbox row of channel "zalo_template", recipient the phone). The row's key is
+    its `tracking_id`, so a redelivered row is the same message to Zalo and the receipt finds
+    it; the answer's `msg_id` is kept as well."""
+
+    def __init__(self, zalo: ZaloSender) -> None:
+        self.zalo = zalo
+
+    def send_notice(self, message: Claimed) -> str | None:
+        mapping = self.zalo.templates.get(message.template)
+        if mapping is None:  # unmapped since the reroute: SMS after all
+            raise Unreachable(f"zalo template: none configured for {message.template}")
+        data = template_data(mapping, message.values)
+        tracking_id = tracking_id_for(message.idempotency_key)
+        sent = self.zalo.send_template(message.recipient, mapping.template_id, data, tracking_id)
+        return sent or None
+
+    def send(self, recipient: str, reply: Reply) -> str | None:
+        raise Rejected("zalo template: only outbox notices can go as template messages")
+
+
 def check_templates(sender: ZaloSender, mappings: Mapping[str, TemplateMapping]) -> list[str]:
     """Start-up check of data/zalo/templates.toml against what Zalo declares for each template:
     the problems found (empty: every configured template can be sent as mapped)."""
@@ -735,4 +784,18 @@ def check_templates(sender: ZaloSender, mappings: Mapping[str, TemplateMapping])
             problems.append(f"{mapping.notice} (template {mapping.template_id}): {error}")
             continue
         problems.extend(check_declared(mapping, declared))
+    return problems
+
+
+def check_templates_file(sender: ZaloSender, path: Path) -> list[str]:
+    """The start-up check of the templates file: each problem logged and returned (a file that
+    does not parse is one problem; nothing is sent by template until it is fixed)."""
+    try:
+        mappings = load_templates(path)
+    except (TemplateConfigError, ValueError) as error:
+        problems = [str(error)]
+    else:
+        problems = check_templates(sender, mappings)
+    for problem in problems:
+        log.error("zalo template message: %s", problem)
     return problems

@@ -9,13 +9,18 @@ business API declares for each template (`check_declared`).
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.channels import Channel, Contact
 from core.notices import format_fee
+
+TRACKING_ID_LIMIT = 48  # Zalo's limit on a template message's tracking_id
 
 # The notices a template may carry (templates/messages/notice.toml).
 NOTICES = frozenset(
@@ -128,3 +133,44 @@ def _value(source: str, values: dict[str, Any]) -> str:
     if source.endswith("_date") and isinstance(value, str) and value:
         return date.fromisoformat(value).strftime("%d/%m/%Y")
     return "" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------------- the 7-day window
+
+# A consultation message (/message/cs) needs the citizen's interaction in the last 7 days.
+CHAT_WINDOW = timedelta(days=7)
+
+
+def chat_window_open(contact: Contact | None, now: datetime) -> bool:
+    """Can a consultation message reach this follower now? Not after an unfollow, not when
+    their last interaction is older than the window or unknown."""
+    if contact is None or contact.unreachable_at is not None or contact.last_seen_at is None:
+        return False
+    return now - contact.last_seen_at < CHAT_WINDOW
+
+
+def off_chat_channel(notice: str, templates: Mapping[str, TemplateMapping]) -> Channel:
+    """How a notice goes when the chat cannot carry it: the template message configured for
+    it, else SMS."""
+    return Channel.ZALO_TEMPLATE if notice in templates else Channel.SMS
+
+
+def push_channel(
+    notice: str,
+    contact: Contact | None,
+    now: datetime,
+    templates: Mapping[str, TemplateMapping],
+) -> Channel:
+    """Where a status push to a Zalo follower goes: the chat inside the window, otherwise
+    straight to the template message or SMS (instead of failing with -230 first)."""
+    if chat_window_open(contact, now):
+        return Channel.ZALO
+    return off_chat_channel(notice, templates)
+
+
+def tracking_id_for(key: str) -> str:
+    """A template message's `tracking_id` (≤ 48 characters) for an outbox idempotency key:
+    the key itself when short enough, else a digest of it (the receipt is matched by this)."""
+    if len(key) <= TRACKING_ID_LIMIT:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:TRACKING_ID_LIMIT]

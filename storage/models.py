@@ -91,6 +91,8 @@ class ChannelIdentity(SQLModel, table=True):
     language: str = Field(default="vi", max_length=8)
     conversation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     last_seen_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    # Set when the citizen left the channel (unfollowed the Zalo OA): pushes go another way.
+    unreachable_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class Dossier(SQLModel, table=True):
@@ -198,6 +200,9 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     sent_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    # The service's id of what was sent (Zalo's message id), to match its delivery receipts.
+    sent_ref: str | None = Field(default=None, max_length=64, index=True)
+    receipt_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class CodeCounter(SQLModel, table=True):

@@ -4,7 +4,8 @@ message leaves the outbox only through these state changes.
     pending ──dispatch──▶ queued ──claim──▶ sending ──▶ sent
        ▲                                      │
        └──────── retry later (backoff) ◀──────┤──▶ dead (dead letter; "retry" puts it back)
-                                              └──▶ rerouted (chat unreachable → an SMS row)
+                                              └──▶ rerouted (chat unreachable → a row on the
+                                                   fallback channel: SMS, a Zalo template)
 
 A claim is a conditional UPDATE, so when a job runs twice (a re-dispatch after a lost worker,
 two workers) only one of them sends; a claim that is never finished (the worker was killed)
@@ -14,6 +15,7 @@ expires after its lease and the message is dispatched again.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,8 +26,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
-from core.channels import Channel, sms_fallback
-from storage.models import Citizen, Dossier, OutboxMessage
+from core.channels import Channel, Contact, sms_fallback
+from core.zalo_templates import tracking_id_for
+from storage.models import ChannelIdentity, Citizen, Dossier, OutboxMessage
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=15)
@@ -144,11 +147,14 @@ def claim(
     return Claimed(*row) if row is not None else None
 
 
-def mark_sent(session: Session | Connection, message_id: int, now: datetime) -> None:
+def mark_sent(
+    session: Session | Connection, message_id: int, now: datetime, sent_ref: str | None = None
+) -> None:
+    """Sent; `sent_ref` is the service's id of the message, when it gives one (receipts)."""
     session.execute(
         update(_OUTBOX)
         .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == "sending")
-        .values(state="sent", sent_at=now, last_error=None)
+        .values(state="sent", sent_at=now, last_error=None, sent_ref=sent_ref or None)
     )
 
 
@@ -195,14 +201,26 @@ def mark_dead(session: Session, message_id: int, error: str) -> None:
     )
 
 
-def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str) -> str:
-    """The chat is unreachable (blocked bot): send the same notice by SMS when a phone is known;
-    otherwise the message is dead (visible in the panel)."""
+def reroute(
+    session: Session, message: Claimed, now: datetime, error: str, to: str = Channel.SMS
+) -> str:
+    """The chat cannot carry the notice (blocked bot, unfollowed OA, Zalo's 7-day window): send
+    the same notice on the fallback channel `to` — SMS, or a Zalo template message — by the
+    citizen's phone; without a phone (or a fallback for this notice) the message is dead.
+
+    The new row's key derives from this one's, so rerouting twice queues it once. A template
+    message's key is its own `tracking_id` (≤ 48 characters), so Zalo's receipt finds it."""
     phone = None
     if message.citizen_id is not None:
         citizen = session.get(Citizen, message.citizen_id)
         phone = citizen.phone if citizen is not None else None
-    if phone is None or not sms_fallback(message.channel, message.template, phone):
+    if to == Channel.ZALO_TEMPLATE:
+        allowed = phone is not None and message.channel == Channel.ZALO
+        key = tracking_id_for(f"{message.idempotency_key}:zalo_template")
+    else:
+        allowed = sms_fallback(message.channel, message.template, phone)
+        key = f"{message.idempotency_key}:sms"
+    if phone is None or not allowed:
         mark_dead(session, message.id, error)
         return "dead"
     session.execute(
@@ -212,8 +230,8 @@ def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str
     )
     add_message(
         session,
-        key=f"{message.idempotency_key}:sms",
-        channel=Channel.SMS,
+        key=key,
+        channel=to,
         recipient=phone,
         template=message.template,
         values=message.values,
@@ -222,6 +240,63 @@ def reroute_to_sms(session: Session, message: Claimed, now: datetime, error: str
         at=now,
     )
     return "rerouted"
+
+
+def record_receipt(
+    session: Session, *, at: datetime, tracking_id: str | None = None, msg_ids: Sequence[str] = ()
+) -> int:
+    """A delivery receipt (Zalo's `user_received_message` / `user_seen_message`): the sent
+    messages it names — a template message by its `tracking_id` (its key), any message by the
+    id the service gave when it was sent — get `receipt_at` (the first receipt counts); how
+    many rows it named."""
+    names = []
+    if tracking_id:
+        names.append(_OUTBOX.c.idempotency_key == tracking_id)
+    ids = [i for i in msg_ids if i]
+    if ids:
+        names.append(_OUTBOX.c.sent_ref.in_(ids))
+    if not names:
+        return 0
+    result = session.execute(
+        update(_OUTBOX)
+        .where(or_(*names), _OUTBOX.c.state == "sent")
+        .values(receipt_at=func.coalesce(_OUTBOX.c.receipt_at, at))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def channel_contact(session: Session, channel: str, external_id: str) -> Contact | None:
+    """The citizen's last interaction on a channel and whether they left it (None: unknown)."""
+    row = session.execute(
+        select(col(ChannelIdentity.last_seen_at), col(ChannelIdentity.unreachable_at)).where(
+            col(ChannelIdentity.channel) == channel,
+            col(ChannelIdentity.external_id) == external_id,
+        )
+    ).first()
+    return None if row is None else Contact(row[0], row[1])
+
+
+def mark_unreachable(session: Session, channel: str, external_id: str, at: datetime) -> bool:
+    """The citizen left the channel (unfollowed the OA): notices go another way until
+    `mark_reachable`. False when the channel does not know them."""
+    return _set_unreachable(session, channel, external_id, at)
+
+
+def mark_reachable(session: Session, channel: str, external_id: str) -> bool:
+    """The citizen is back (followed again)."""
+    return _set_unreachable(session, channel, external_id, None)
+
+
+def _set_unreachable(session: Session, channel: str, external_id: str, at: datetime | None) -> bool:
+    result = session.execute(
+        update(ChannelIdentity)
+        .where(
+            col(ChannelIdentity.channel) == channel,
+            col(ChannelIdentity.external_id) == external_id,
+        )
+        .values(unreachable_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def dead_letters(

@@ -4,18 +4,24 @@ declares for each template."""
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from core.channels import Channel, Contact
 from core.zalo_templates import (
+    CHAT_WINDOW,
     DeclaredTemplate,
     TemplateConfigError,
     TemplateMapping,
+    chat_window_open,
     check_declared,
     load_templates,
+    off_chat_channel,
     parse_templates,
     template_data,
+    tracking_id_for,
 )
 from webhook.settings import REPO_ROOT
 
@@ -113,3 +119,27 @@ def test_a_mapping_is_checked_against_the_declared_parameters() -> None:
         "notice.accepted (template 1): parameter 'ngay' is not declared by the template",
         "notice.accepted (template 1): required parameter 'ten' is not filled",
     ]
+
+
+SEEN = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+
+
+def test_the_chat_window_is_seven_days_from_the_last_interaction_and_shut_by_an_unfollow() -> None:
+    seen = Contact(last_seen_at=SEEN, unreachable_at=None)
+    assert chat_window_open(seen, SEEN + CHAT_WINDOW - timedelta(seconds=1))
+    assert not chat_window_open(seen, SEEN + CHAT_WINDOW)
+    assert not chat_window_open(Contact(SEEN, unreachable_at=SEEN), SEEN + timedelta(minutes=1))
+    assert not chat_window_open(Contact(None, None), SEEN)  # never interacted: unknown
+    assert not chat_window_open(None, SEEN)
+
+
+def test_off_the_chat_a_notice_goes_by_its_template_else_by_sms() -> None:
+    mapping = {"notice.accepted": TemplateMapping("notice.accepted", "1", {"ma": "code"})}
+    assert off_chat_channel("notice.accepted", mapping) is Channel.ZALO_TEMPLATE
+    assert off_chat_channel("notice.refused", mapping) is Channel.SMS
+
+
+def test_a_tracking_id_is_the_key_when_it_fits_zalos_48_characters() -> None:
+    assert tracking_id_for("notice:7:12:zalo_template") == "notice:7:12:zalo_template"
+    long = tracking_id_for("x" * 49)
+    assert len(long) == 48 and long != "x" * 48 and long == tracking_id_for("x" * 49)
