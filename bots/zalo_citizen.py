@@ -36,6 +36,7 @@ from storage.inbound import (
 )
 from storage.intake import converse, record_outside_reply
 from storage.models import utcnow
+from storage.outbox import mark_reachable, mark_unreachable, record_receipt
 from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,23 @@ def handle_now(runtime: Runtime, event: ZaloEvent) -> OwedReplies | None:
         if not first_delivery(session, CHANNEL, event.delivery_id):
             connection = session.connection()
             return claim_owed_replies(connection, CHANNEL, event.delivery_id, now, lease_until)
-        if event.kind is EventKind.ADMIN_REPLY:
-            record_outside_reply(session, CHANNEL, event.user_id, event.text)
-            return None
-        if event.kind not in (EventKind.TURN, EventKind.FOLLOW):
-            return None
+        match event.kind:
+            case EventKind.ADMIN_REPLY:
+                record_outside_reply(session, CHANNEL, event.user_id, event.text)
+                return None
+            case EventKind.UNFOLLOW:  # pushes go by template message or SMS from now on
+                mark_unreachable(session, CHANNEL, event.user_id, event.at)
+                return None
+            case EventKind.RECEIPT:
+                record_receipt(session, at=event.at, tracking_id=event.tracking_id or None,
+                               msg_ids=event.msg_ids)  # fmt: skip
+                return None
+            case EventKind.FOLLOW:
+                mark_reachable(session, CHANNEL, event.user_id)
+            case EventKind.TURN:
+                pass
+            case _:
+                return None
         incoming = Incoming(text="/start") if event.kind is EventKind.FOLLOW else event.incoming
         assert incoming is not None
         replies = _converse(runtime, session, event, incoming)

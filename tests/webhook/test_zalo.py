@@ -280,3 +280,44 @@ def test_replies_zalo_refused_for_a_while_are_sent_later_once(zalo: Zalo) -> Non
     first, more = zalo.fake.messages
     assert first["message"]["text"] == "Bạn muốn làm gì?"  # in order: the menu, then the rest
     assert more["message"]["text"].startswith("Lựa chọn khác")
+
+
+def test_unfollow_marks_the_citizen_unreachable_and_follow_brings_them_back(zalo: Zalo) -> None:
+    from storage.models import ChannelIdentity
+
+    def unreachable() -> datetime | None:
+        with Session(zalo.runtime.engine) as session:
+            identity = session.execute(select(ChannelIdentity)).scalar_one()
+            return identity.unreachable_at
+
+    zalo.say(zalo.events.follow(), expect=2)
+    assert unreachable() is None
+    assert zalo.post(zalo.events.unfollow()).status_code == 200
+    assert unreachable() is not None  # pushes go by template message or SMS now
+    assert "Xin chào" in text_of(zalo.say(zalo.events.follow(), expect=2))
+    assert unreachable() is None
+
+
+def test_a_receipt_marks_the_pushed_message(zalo: Zalo) -> None:
+    from tests.dossiers import citizen_dossier
+
+    runtime = zalo.runtime
+    dossier_id, _ = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar,
+                                    channel="zalo", external_id=zalo.events.user_id,
+                                    at=datetime.now(UTC))  # fmt: skip
+    zalo.say(zalo.events.text("menu"), expect=2)  # wrote today: inside the 7-day window
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
+        datetime.now(UTC))  # fmt: skip
+    zalo.client.app.state.delivery.dispatcher.wake.set()  # type: ignore[attr-defined]
+
+    def sent() -> OutboxMessage | None:
+        with Session(runtime.engine) as session:
+            rows = session.execute(select(OutboxMessage)).scalars().all()
+            return next((r for r in rows if r.state == "sent"), None)
+
+    wait_until(lambda: sent() is not None, "the push was not sent")
+    row = sent()
+    assert row is not None and row.sent_ref and row.receipt_at is None
+    assert zalo.post(zalo.events.received(msg_id=row.sent_ref)).status_code == 200
+    row = sent()
+    assert row is not None and row.receipt_at is not None
