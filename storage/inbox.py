@@ -19,6 +19,7 @@ from core.channels import Channel
 from core.codes import parse_code
 from core.dossier import AWAITING_DESK, RUNNING, Status
 from core.phone import normalize_phone
+from core.zalo_templates import tracking_id_for
 from storage.models import (
     Citizen,
     DocumentFile,
@@ -355,6 +356,9 @@ class DossierView:
     files: dict[str, list[DocumentFile]] = field(default_factory=dict)
     events: list[tuple[StatusEvent, str]] = field(default_factory=list)  # event, officer name
     thread: list[tuple[ThreadMessage, str]] = field(default_factory=list)
+    # How each reply to the citizen went out: thread message id → (channel, outbox state) of the
+    # last leg (a chat message rerouted to a Zalo template message or an SMS shows that leg).
+    delivery: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def dossier_view(session: Session, dossier: Dossier) -> DossierView:
@@ -380,4 +384,31 @@ def dossier_view(session: Session, dossier: Dossier) -> DossierView:
         .order_by(col(ThreadMessage.id))
     ).scalars():
         view.thread.append((message, names.get(message.staff_user_id, "")))
+    view.delivery = _reply_deliveries(session, dossier.id, [m.id for m, _ in view.thread if m.id])
     return view
+
+
+def _reply_deliveries(
+    session: Session, dossier_id: int, message_ids: list[int]
+) -> dict[int, tuple[str, str]]:
+    rows = {
+        key: (channel, state)
+        for key, channel, state in session.execute(
+            select(
+                col(OutboxMessage.idempotency_key),
+                col(OutboxMessage.channel),
+                col(OutboxMessage.state),
+            ).where(col(OutboxMessage.dossier_id) == dossier_id)
+        ).all()
+    }
+    found = {}
+    for message_id in message_ids:
+        key = f"reply:{message_id}"  # storage.desk.reply_to_citizen
+        leg = rows.get(key)
+        while leg is not None and leg[1] == "rerouted":  # storage.outbox.reroute's keys
+            sms, template = f"{key}:sms", tracking_id_for(f"{key}:zalo_template")
+            key = sms if sms in rows else template
+            leg = rows.get(key)
+        if leg is not None:
+            found[message_id] = leg
+    return found

@@ -25,6 +25,7 @@ from storage.db import session_scope
 from storage.models import Dossier, OutboxMessage, StaffUser, StatusEvent, ThreadMessage
 from storage.staff import create_staff
 from tests.dossiers import act, citizen_dossier
+from tests.servers import wait_until
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -469,6 +470,10 @@ def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) 
             Action.ACCEPT,
             datetime.now(UTC),
         )
+        def settled() -> bool:  # the embedded dispatcher finds no Zalo sender and no phone
+            return rows(runtime, OutboxMessage)[0].state == "dead"
+
+        wait_until(settled, "the dispatcher did not settle the message")
         with session_scope(runtime.engine) as session:
             message = session.execute(select(OutboxMessage)).scalar_one()
             message.state, message.last_error = "dead", "earlier failure"

@@ -321,3 +321,38 @@ def test_a_receipt_marks_the_pushed_message(zalo: Zalo) -> None:
     assert zalo.post(zalo.events.received(msg_id=row.sent_ref)).status_code == 200
     row = sent()
     assert row is not None and row.receipt_at is not None
+
+
+@pytest.mark.parametrize("days_silent", [0, 8])
+def test_a_desk_reply_goes_on_zalo_inside_the_window_and_the_panel_says_how(
+    zalo: Zalo, days_silent: int
+) -> None:
+    """Inside the 7-day window the officer's reply goes by Zalo; after it, by the fallback
+    (no template configured, no SMS gateway here: not delivered) — and the thread says which."""
+    from storage.models import ChannelIdentity
+    from tests.dossiers import citizen_dossier
+    from tests.webhook.test_admin import signed_in
+
+    runtime = zalo.runtime
+    _, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar, channel="zalo",
+                              external_id=zalo.events.user_id, at=datetime.now(UTC))  # fmt: skip
+    with session_scope(runtime.engine) as session:
+        identity = session.execute(select(ChannelIdentity)).scalar_one()
+        identity.last_seen_at = datetime.now(UTC) - timedelta(days=days_silent)
+        session.add(identity)
+        agency = session.execute(select(Dossier.agency_code)).scalar_one()  # type: ignore[call-overload]
+    browser = TestClient(zalo.client.app, follow_redirects=False)
+    desk = signed_in(browser, runtime, "lan.ttphcc", agency)
+    desk.get(f"/admin/dossiers/{code}")
+    sent = desk.post(f"/admin/dossiers/{code}/reply", {"text": "Chị mang bản chính nhé"})
+    assert sent.status_code == 303  # type: ignore[attr-defined]
+    zalo.client.app.state.delivery.dispatcher.wake.set()  # type: ignore[attr-defined]
+    if days_silent == 0:
+        wait_until(lambda: "Chị mang bản chính nhé" in text_of(zalo.fake.messages), "not on Zalo")
+        shown = render("admin.dossier.delivered_by", "vi", channel="Zalo", state="đã gửi")
+    else:
+        shown = render("admin.dossier.delivered_by", "vi", channel="SMS", state="không gửi được")
+    page = lambda: str(desk.get(f"/admin/dossiers/{code}").text)  # type: ignore[attr-defined]  # noqa: E731
+    wait_until(lambda: shown in page(), f"the panel does not say {shown}")
+    if days_silent:
+        assert zalo.fake.messages == []  # nothing tried on Zalo outside the window
