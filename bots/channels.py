@@ -40,18 +40,26 @@ def _zalo(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender 
 def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> ZaloSender | None:
     """The OA's sender, with its tokens in the database; None until the OA is configured."""
     settings = runtime.settings
+    tokens = zalo_tokens(runtime, client)
+    if tokens is None:
+        return None
+    return ZaloSender(
+        client, settings.zalo_api_base, settings.zalo_business_api_base, tokens, throttle
+    )
+
+
+def zalo_tokens(runtime: Runtime, client: httpx.Client) -> ZaloTokens | None:
+    """The OA's OAuth pair (sender, consent callback, `hcc zalo`); None until it is configured."""
+    settings = runtime.settings
     if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
         return None
-    tokens = ZaloTokens(
+    return ZaloTokens(
         runtime.engine,
         client,
         oauth_base=settings.zalo_oauth_base,
         app_id=settings.zalo_app_id or "",
         app_secret=settings.zalo_app_secret.get_secret_value(),
         oa_id=settings.zalo_oa_id,
-    )
-    return ZaloSender(
-        client, settings.zalo_api_base, settings.zalo_business_api_base, tokens, throttle
     )
 
 

@@ -20,7 +20,7 @@ templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import admin, errors, health, lookup, sms, telegram, webchat
+    from webhook import admin, errors, health, lookup, sms, telegram, webchat, zalo_oauth
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     telegram.install(app)
     app.include_router(webchat.router)
     admin.install(app)
+    app.include_router(zalo_oauth.router)
     return app
 
 
