@@ -49,16 +49,9 @@ def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Z
     """The OA's sender, with its tokens in the database and the notices' template messages
     (`ZALO_TEMPLATES`); None until the OA is configured."""
     settings = runtime.settings
-    if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
+    tokens = zalo_tokens(runtime, client)
+    if tokens is None:
         return None
-    tokens = ZaloTokens(
-        runtime.engine,
-        client,
-        oauth_base=settings.zalo_oauth_base,
-        app_id=settings.zalo_app_id or "",
-        app_secret=settings.zalo_app_secret.get_secret_value(),
-        oa_id=settings.zalo_oa_id,
-    )
     return ZaloSender(
         client,
         settings.zalo_api_base,
@@ -67,6 +60,21 @@ def zalo_sender(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Z
         throttle,
         per_minute=settings.zalo_max_per_minute,
         templates=load_templates(settings.zalo_templates),
+    )
+
+
+def zalo_tokens(runtime: Runtime, client: httpx.Client) -> ZaloTokens | None:
+    """The OA's OAuth pair (sender, consent callback, `hcc zalo`); None until it is configured."""
+    settings = runtime.settings
+    if not settings.zalo_enabled or not settings.zalo_oa_id or settings.zalo_app_secret is None:
+        return None
+    return ZaloTokens(
+        runtime.engine,
+        client,
+        oauth_base=settings.zalo_oauth_base,
+        app_id=settings.zalo_app_id or "",
+        app_secret=settings.zalo_app_secret.get_secret_value(),
+        oa_id=settings.zalo_oa_id,
     )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from starlette.datastructures import FormData
 
+from bots.channels import zalo_tokens
 from core.calendar import to_local
 from core.catalog import Text
 from core.dossier import (
@@ -76,6 +78,7 @@ from storage.staff import (
     reset_password,
     session_fingerprint,
 )
+from storage.zalo import get_token
 from webhook.app import RuntimeDep, templates, wake_delivery
 from webhook.runtime import Runtime
 from webhook.staff_session import (
@@ -90,6 +93,7 @@ from webhook.staff_session import (
     same_origin,
     set_cookie,
 )
+from webhook.zalo_oauth import new_consent_link
 
 router = APIRouter(prefix="/admin")
 LANG = "vi"
@@ -162,10 +166,14 @@ def _page(
     request: Request, name: str, staff: Staff | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
-    problems = []  # what the system admin must fix for citizens to be served
-    operator = staff is not None and staff.can(Permission.OPERATE)
-    if operator and (media := runtime.media.problem()) is not None:
-        problems.append(render("admin.system.media_unavailable", LANG, reason=media))
+    problems: list[SystemProblem] = []  # what the system admin must fix for citizens to be served
+    if staff is not None and staff.can(Permission.OPERATE):
+        if (media := runtime.media.problem()) is not None:
+            problems.append(
+                SystemProblem(render("admin.system.media_unavailable", LANG, reason=media))
+            )
+        if (zalo := _zalo_problem(runtime)) is not None:
+            problems.append(zalo)
     return templates.TemplateResponse(
         request,
         f"admin/{name}.html",
@@ -179,6 +187,39 @@ def _page(
         },
         status_code=status,
     )
+
+
+@dataclass(frozen=True)
+class SystemProblem:
+    """A banner for the system admin: what is wrong and what to do, with a link when one helps."""
+
+    text: str
+    link: str | None = None
+    link_label: str | None = None
+
+
+def _zalo_problem(runtime: Runtime) -> SystemProblem | None:
+    """The Zalo channel is on but its OA token is missing or can no longer be refreshed: say so,
+    with a fresh consent link for the OA admin (the same as `hcc zalo connect` prints)."""
+    settings = runtime.settings
+    if not settings.zalo_enabled:
+        return None
+    stored = None
+    if settings.zalo_oa_id:
+        with session_scope(runtime.engine) as session:
+            stored = get_token(session, settings.zalo_oa_id)
+    if stored is not None and stored.broken_reason is None:
+        return None
+    if stored is None:
+        text = render("admin.system.zalo_not_connected", LANG)
+    else:
+        text = render("admin.system.zalo_broken", LANG, reason=stored.broken_reason)
+    with httpx.Client() as client:  # unused: a consent link needs no request to Zalo
+        tokens = zalo_tokens(runtime, client)
+        if tokens is None:  # the settings lack what a consent link needs: only the CLI helps
+            return SystemProblem(text)
+        link = new_consent_link(runtime, tokens)
+    return SystemProblem(text, link, render("admin.system.zalo_connect", LANG))
 
 
 def _redirect(url: str) -> RedirectResponse:

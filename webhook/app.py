@@ -20,7 +20,18 @@ templates.env.globals["render_notice"] = render_notice
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from webhook import admin, errors, health, lookup, metrics, sms, telegram, webchat, zalo
+    from webhook import (
+        admin,
+        errors,
+        health,
+        lookup,
+        metrics,
+        sms,
+        telegram,
+        webchat,
+        zalo,
+        zalo_oauth,
+    )
 
     settings = settings or get_settings()
     runtime = runtime or build_runtime(settings)
@@ -77,6 +88,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webchat.router)
     admin.install(app)
     metrics.install(app, runtime)
+    app.include_router(zalo_oauth.router)
     return app
 
 

@@ -1,4 +1,5 @@
-"""`hcc` — run the product and operate it: serve, migrate, catalog."""
+"""`hcc` — run the product and operate it: serve, migrate, catalog, staff, worker, telegram,
+zalo."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webhook.settings import get_settings
+
+if TYPE_CHECKING:  # the commands import what they need when they run
+    import httpx
+
+    from bots.zalo import ZaloTokens
+    from webhook.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +55,27 @@ def main(argv: list[str] | None = None) -> int:
     telegram = commands.add_parser("telegram", help="Telegram bot administration")
     telegram.add_argument("action", choices=["setup"], help="register the citizen bot webhook")
 
+    zalo = commands.add_parser("zalo", help="Zalo Official Account administration")
+    zalo_actions = zalo.add_subparsers(dest="zalo_action", required=True)
+    zalo_actions.add_parser("connect", help="print the consent link for the OA admin (PKCE)")
+    token = zalo_actions.add_parser(
+        "token", help="store an access/refresh pair obtained elsewhere (non-interactive)"
+    )
+    token.add_argument("--access-token", required=True)
+    token.add_argument("--refresh-token", required=True)
+    token.add_argument(
+        "--expires-in", type=int, default=90000, metavar="SECONDS", help="default: 25 hours"
+    )
+    zalo_templates = zalo_actions.add_parser(
+        "templates", help="the template messages of ZALO_TEMPLATES"
+    )
+    zalo_templates.add_argument(
+        "--check", action="store_true", help="validate them against Zalo's template/info"
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "zalo":
+        return _zalo(args)
     if args.command == "telegram":
         return _telegram_setup()
     if args.command == "serve":
@@ -119,6 +147,105 @@ def _staff(args: argparse.Namespace) -> int:
     finally:
         runtime.engine.dispose()
     print(render("admin.staff.one_time", "vi", username=username, password=password))
+    return 0
+
+
+def _zalo(args: argparse.Namespace) -> int:
+    """`hcc zalo connect | token | templates [--check]`; 2 when the channel is not configured."""
+    import httpx
+
+    from bots.channels import zalo_tokens
+    from core.messages import render
+    from storage.migrate import upgrade
+    from webhook.runtime import build_runtime
+
+    settings = get_settings()
+    if args.zalo_action == "templates" and not args.check:
+        return _zalo_templates_list(settings.zalo_templates)
+    if args.zalo_action == "token" and (
+        not args.access_token.strip() or not args.refresh_token.strip() or args.expires_in <= 0
+    ):
+        print(render("zalo.cli.token_bad", "vi"), file=sys.stderr)
+        return 2
+    if args.zalo_action != "connect":
+        upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        with httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)) as client:
+            tokens = zalo_tokens(runtime, client)
+            if tokens is None:
+                print(render("zalo.cli.not_configured", "vi"), file=sys.stderr)
+                return 2
+            if args.zalo_action == "connect":
+                return _zalo_connect(runtime, tokens)
+            if args.zalo_action == "token":
+                return _zalo_token(runtime, tokens, args)
+            return _zalo_templates_check(runtime, client)
+    finally:
+        runtime.engine.dispose()
+
+
+def _zalo_connect(runtime: Runtime, tokens: ZaloTokens) -> int:
+    from core.messages import render
+    from webhook.zalo_oauth import new_consent_link, redirect_uri
+
+    link = new_consent_link(runtime, tokens)
+    print(render("zalo.cli.consent_link", "vi", url=link, redirect_uri=redirect_uri(runtime)))
+    return 0
+
+
+def _zalo_token(runtime: Runtime, tokens: ZaloTokens, args: argparse.Namespace) -> int:
+    from core.messages import render
+    from webhook.health import zalo_state
+
+    tokens.store_pair(args.access_token.strip(), args.refresh_token.strip(), args.expires_in)
+    state = zalo_state(runtime)
+    print(render("zalo.cli.token_stored", "vi", oa_id=tokens.oa_id, state=state))
+    return 0
+
+
+def _zalo_templates_check(runtime: Runtime, client: httpx.Client) -> int:
+    """Each configured template against what Zalo's template/info declares; 1 on problems."""
+    from bots.channels import zalo_sender
+    from bots.delivery import MemoryThrottle
+    from bots.zalo import check_templates
+    from core.messages import render
+    from core.zalo_templates import TemplateConfigError, load_templates
+
+    path = runtime.settings.zalo_templates
+    try:
+        mappings = load_templates(path)
+    except TemplateConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    sender = zalo_sender(runtime, client, MemoryThrottle())
+    assert sender is not None  # the caller found the channel configured
+    problems = check_templates(sender, mappings)
+    if problems:
+        count = len(problems)
+        print(render("zalo.cli.templates_problems", "vi", path=path, count=count), file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    key = "zalo.cli.templates_ok" if mappings else "zalo.cli.templates_none"
+    print(render(key, "vi", path=path, count=len(mappings)))
+    return 0
+
+
+def _zalo_templates_list(path: Path) -> int:
+    from core.messages import render
+    from core.zalo_templates import TemplateConfigError, load_templates
+
+    try:
+        mappings = load_templates(path)
+    except TemplateConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    if not mappings:
+        print(render("zalo.cli.templates_none", "vi", path=path))
+    for mapping in mappings.values():
+        params = ", ".join(f"{name}={source}" for name, source in mapping.params.items())
+        print(f"{mapping.notice:<30} {mapping.template_id}  {params}")
     return 0
 
 
