@@ -33,6 +33,7 @@ from core.notices import notice_reply
 from core.replies import Reply
 from core.sms import sms_parts
 from storage.db import database_unavailable, session_scope, single_statements
+from storage.inbound import OwedReplies, replies_went_out
 from storage.outbox import (
     Claimed,
     channel_contact,
@@ -481,3 +482,23 @@ def _until_recorded(write: Callable[[], T], message_id: int, until: float) -> T:
             )
             time.sleep(pause)
             pause = min(pause * 2, RECORD_MAX_PAUSE)
+
+
+def send_owed_replies(engine: Engine, sender: Sender, owed: OwedReplies) -> int:
+    """Send the replies a dialogue turn still owes, in order, each recorded once it is out; how
+    many went. A temporary failure leaves the rest for whoever finds the lease over (the
+    dispatcher); a refusal that retrying cannot help drops them."""
+    done = owed.sent
+    try:
+        for reply in owed.unsent:
+            sender.send(owed.recipient, reply)
+            done += 1
+            with single_statements(engine) as connection:
+                replies_went_out(connection, owed, done)
+    except TryLater as error:
+        log.warning("replies to %s %s wait: %s", owed.channel, owed.recipient, error)
+    except DeliveryError as error:
+        log.warning("replies to %s %s dropped: %s", owed.channel, owed.recipient, error)
+        with single_statements(engine) as connection:
+            replies_went_out(connection, owed, len(owed.replies))
+    return done - owed.sent

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bots.delivery import DeliveryError, Sender, TryLater
+from bots.delivery import Sender, send_owed_replies
 from bots.zalo import DownloadRefused, EventKind, TooLarge, ZaloEvent, download, translate
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
@@ -32,7 +32,6 @@ from storage.inbound import (
     event_handled,
     first_delivery,
     owe_replies,
-    replies_went_out,
 )
 from storage.intake import converse, record_outside_reply
 from storage.models import utcnow
@@ -103,7 +102,7 @@ async def handle_event(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) ->
             owed = await run_db(
                 runtime.engine, lambda: _turn(runtime, event, incoming), quick=not incoming.files
             )
-        await anyio.to_thread.run_sync(send_owed, runtime, zalo.sender, owed)
+        await anyio.to_thread.run_sync(send_owed_replies, runtime.engine, zalo.sender, owed)
         return
 
     def settle() -> None:
@@ -164,24 +163,6 @@ def _owe_in(session: Any, runtime: Runtime, event: ZaloEvent, replies: list[Repl
     owe_replies(session, CHANNEL, event.delivery_id, recipient=event.user_id, replies=replies,
                 answered=False, lease_until=utcnow() + lease)  # fmt: skip
     return OwedReplies(CHANNEL, event.delivery_id, event.user_id, replies, 0)
-
-
-def send_owed(runtime: Runtime, sender: Sender, owed: OwedReplies) -> None:
-    """Send what a turn owes, in order, each recorded once out. A failure leaves the rest to the
-    dispatcher once the lease is over (a refusal that retrying cannot help drops them)."""
-    done = owed.sent
-    try:
-        for reply in owed.unsent:
-            sender.send(owed.recipient, reply)
-            done += 1
-            with single_statements(runtime.engine) as connection:
-                replies_went_out(connection, owed, done)
-    except TryLater as error:
-        log.warning("replies to %s %s wait: %s", owed.channel, owed.recipient, error)
-    except DeliveryError as error:
-        log.warning("replies to %s %s dropped: %s", owed.channel, owed.recipient, error)
-        with single_statements(runtime.engine) as connection:
-            replies_went_out(connection, owed, len(owed.replies))
 
 
 def handle_kept_event(

@@ -17,14 +17,14 @@ from typing import Any
 
 from bots.channels import KEPT_EVENTS, make_senders
 from bots.delivery import (
-    DeliveryError,
     MemoryThrottle,
     Outcome,
     RedisThrottle,
     Sender,
-    TryLater,
     deliver,
+    send_owed_replies,
 )
+from bots.zalo import ZaloSender, check_templates_file
 from core.channels import Channel
 from storage.db import session_scope, single_statements
 from storage.inbound import (
@@ -33,7 +33,6 @@ from storage.inbound import (
     claim_owed_replies,
     forget_deliveries,
     owe_replies,
-    replies_went_out,
     stale_albums,
     take_album,
     unhandled_events,
@@ -162,22 +161,8 @@ class Dispatcher:
                 continue
             with single_statements(engine) as connection:
                 owed = claim_owed_replies(connection, channel, delivery, now, now + self.lease)
-            if owed is None:  # another process took them
-                continue
-            done = owed.sent
-            try:
-                for reply in owed.unsent:
-                    sender.send(owed.recipient, reply)
-                    done += 1
-                    with single_statements(engine) as connection:
-                        replies_went_out(connection, owed, done)
-                    sent += 1
-            except TryLater as error:  # the lease runs out and a later pass tries again
-                log.warning("replies to %s %s wait: %s", channel, owed.recipient, error)
-            except DeliveryError as error:  # blocked, or refused: sending again cannot help
-                log.warning("replies to %s %s dropped: %s", channel, owed.recipient, error)
-                with single_statements(engine) as connection:
-                    replies_went_out(connection, owed, len(owed.replies))
+            if owed is not None:  # (None: another process took them)
+                sent += send_owed_replies(engine, sender, owed)
         return sent
 
     def run(self, stop: threading.Event) -> None:
@@ -196,13 +181,28 @@ class Dispatcher:
             self.wake.clear()
 
 
+def check_at_start(runtime: Runtime, senders: Mapping[str, Sender]) -> None:
+    """What a delivering process checks once: the Zalo template messages it may send exist and
+    take the parameters `ZALO_TEMPLATES` fills (problems are logged; the rest still works)."""
+    sender = senders.get(Channel.ZALO)
+    if isinstance(sender, ZaloSender):
+        try:
+            check_templates_file(sender, runtime.settings.zalo_templates)
+        except Exception:  # Zalo unreachable at start: the sends will say so too
+            log.exception("could not check the Zalo template messages")
+
+
 class InlineDelivery:
     """The embedded mode: a dispatcher thread inside the web process."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.dispatcher = Dispatcher(runtime, make_senders(runtime, MemoryThrottle()))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,), daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        check_at_start(self.dispatcher.runtime, self.dispatcher.senders)
+        self.dispatcher.run(self._stop)
 
     def start(self) -> None:
         self._thread.start()
@@ -252,6 +252,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     assert settings.redis_url, "hcc worker needs REDIS_URL (without it the web process delivers)"
     redis = Redis.from_url(settings.redis_url)
     runtime, senders = _context(settings)
+    check_at_start(runtime, senders)
     queue = Queue(QUEUE, connection=redis)
     stop = threading.Event()
     dispatcher = Dispatcher(runtime, senders, queue)

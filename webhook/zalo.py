@@ -19,6 +19,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from bots.delivery import send_owed_replies
 from bots.zalo import BadSignature, EventKind, ZaloEvent, translate, verify
 from bots.zalo_citizen import (
     CHANNEL,
@@ -26,10 +27,9 @@ from bots.zalo_citizen import (
     handle_event,
     handle_now,
     needs_download,
-    send_owed,
 )
 from storage.db import run_db, session_scope
-from storage.inbound import accept_event
+from storage.inbound import OwedReplies, accept_event
 from storage.models import utcnow
 from webhook.limits import read_bounded
 from webhook.runtime import Runtime
@@ -69,7 +69,7 @@ async def zalo_webhook(request: Request) -> Response:
     if not needs_download(translated):
         owed = await run_db(runtime.engine, lambda: handle_now(runtime, translated), quick=True)
         if owed is not None and owed.unsent:
-            _in_background(anyio.to_thread.run_sync(send_owed, runtime, zalo.sender, owed))
+            _in_background(_send(runtime, zalo, owed))
         return JSONResponse({"ok": True})
     lease = timedelta(seconds=settings.outbox_lease_seconds)
 
@@ -80,6 +80,10 @@ async def zalo_webhook(request: Request) -> Response:
     if await run_db(runtime.engine, keep, quick=True):  # a retry of a kept event is dropped
         _in_background(_handle(runtime, zalo, translated))
     return JSONResponse({"ok": True})
+
+
+async def _send(runtime: Runtime, zalo: ZaloChannel, owed: OwedReplies) -> None:
+    await anyio.to_thread.run_sync(send_owed_replies, runtime.engine, zalo.sender, owed)
 
 
 def _in_background(work: Coroutine[Any, Any, None]) -> None:
