@@ -12,7 +12,7 @@ from core.sms import usage_reply
 from storage.db import compiled_for_psycopg
 from storage.dossiers import (
     PUBLIC_STATUS_QUERY,
-    lookup_public_status,
+    lookup_public_status_sqlite,
     public_status_from_row,
     public_status_params,
 )
@@ -26,8 +26,7 @@ _PUBLIC_STATUS_SQL = compiled_for_psycopg(PUBLIC_STATUS_QUERY)
 
 async def _public_status(runtime: Runtime, code: str) -> PublicStatus | None:
     if runtime.async_reader is None:  # SQLite: an in-process read, cheaper inline than a hop
-        with runtime.reader.connect() as connection:
-            return lookup_public_status(connection, code, runtime.catalog)
+        return lookup_public_status_sqlite(runtime.reader, code, runtime.catalog)
     params = public_status_params(code)
     if params is None:
         return None
