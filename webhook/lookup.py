@@ -20,7 +20,9 @@ from webhook.app import templates
 from webhook.runtime import Runtime
 
 router = APIRouter()
-_STATUS_PAGE = templates.get_template("lookup.html")
+# The status page compiled once, with its base, in an overlay of the app's environment that does
+# not stat the template files on every render (a process restart picks up an edited template).
+_STATUS_PAGE = templates.env.overlay(auto_reload=False).get_template("lookup.html")
 _PUBLIC_STATUS_SQL = compiled_for_psycopg(PUBLIC_STATUS_QUERY)
 
 
