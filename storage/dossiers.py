@@ -6,14 +6,16 @@ notice commit together or not at all (transactional outbox).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, exc, func, or_, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
 
 from core.calendar import WorkingCalendar, to_local
@@ -309,6 +311,45 @@ def lookup_public_status(
     params = public_status_params(text)
     row = session.execute(PUBLIC_STATUS_QUERY, params).first() if params is not None else None
     return public_status_from_row(row, catalog) if row is not None else None
+
+
+# The same query for the sqlite3 driver itself, and SQLAlchemy's own conversion of each column
+# (UTC datetimes, dates), both prepared once: the lookup page pays no Connection, compiled-cache
+# or Result around its one query (bench/lookup.py).
+_SQLITE = sqlite.dialect(paramstyle="named")
+_PUBLIC_STATUS_SQLITE = str(PUBLIC_STATUS_QUERY.compile(dialect=_SQLITE))
+_PUBLIC_COLUMN_CONVERSIONS = [
+    column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) for column in _PUBLIC_COLUMNS
+]
+
+
+def lookup_public_status_sqlite(engine: Engine, text: str, catalog: Catalog) -> PublicStatus | None:
+    """`lookup_public_status` on a SQLite engine's driver connection, for the hot lookup page.
+
+    sqlite3 keeps the statement prepared per connection. Every row is fetched, so the statement
+    ends and no read snapshot outlives the call: the next lookup sees the latest status.
+    """
+    params = public_status_params(text)
+    if params is None:
+        return None
+    try:
+        connection = engine.raw_connection()
+        try:
+            driver: sqlite3.Connection = connection.driver_connection  # type: ignore[assignment]
+            rows = driver.execute(_PUBLIC_STATUS_SQLITE, params).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:  # the error layer knows SQLAlchemy's errors (503 when busy)
+        raise exc.DBAPIError.instance(
+            _PUBLIC_STATUS_SQLITE, params, error, sqlite3.Error
+        ) from error
+    if not rows:
+        return None
+    row = [
+        value if convert is None else convert(value)
+        for convert, value in zip(_PUBLIC_COLUMN_CONVERSIONS, rows[0], strict=True)
+    ]
+    return public_status_from_row(row, catalog)
 
 
 def _name(entries: Mapping[str, Agency_ | Procedure_], code: str) -> Text:

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from core.dossier import Action, Actor, Command
+from core.messages import render
 from storage.db import session_scope
 from storage.dossiers import apply_command, submit_dossier
-from storage.models import ChannelIdentity, Citizen
+from storage.models import ChannelIdentity, Citizen, Dossier
 from webhook.app import create_app
 from webhook.settings import Settings
 
@@ -82,6 +84,33 @@ def test_lookup_reveals_no_personal_data(client: TestClient, accepted_code: str)
         text = client.get(f"/lookup/{accepted_code}", headers=headers).text
         for secret in (NAME, "Bích", PHONE, "987654321", ID_NUMBER):
             assert secret not in text
+
+
+def test_a_status_change_shows_at_once_and_the_one_stop_code_finds_it(
+    client: TestClient, accepted_code: str
+) -> None:
+    """Nothing between the database and the page keeps an old status (no cache, no snapshot)."""
+    as_json = {"Accept": "application/json"}
+    assert client.get(f"/lookup/{accepted_code}", headers=as_json).json()["status"] == "accepted"
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with session_scope(runtime.engine) as session:
+        dossier = session.exec(select(Dossier).where(Dossier.code == accepted_code)).one()
+        dossier.official_code = "000.00.12.H49-261207-0042"
+        forward = Command(Action.FORWARD, Actor.DESK_OFFICER, datetime.now(UTC))
+        apply_command(
+            session,
+            dossier.id,  # type: ignore[arg-type]
+            forward,
+            catalog=runtime.catalog,
+            calendar=runtime.calendar,
+        )
+    for typed in (accepted_code, " 000.00.12.h49-261207-0042 "):
+        answer = client.get(f"/lookup/{typed}", headers=as_json)
+        assert answer.status_code == 200, typed
+        assert answer.json()["code"] == accepted_code
+        assert answer.json()["status"] == "processing"
+    page = client.get(f"/lookup/{accepted_code}").text
+    assert f'<dd id="status" class="status">{render("status.processing", "vi")}</dd>' in page
 
 
 def test_sloppy_code_in_the_url_still_finds_the_dossier(
