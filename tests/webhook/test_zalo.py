@@ -177,9 +177,13 @@ def test_from_follow_to_a_dossier_with_code_and_qr_and_the_desk_push(zalo: Zalo)
     wait_until(lambda: len(zalo.fake.messages) > before, "the desk's acceptance was not pushed")
     pushed = zalo.fake.messages[before:]
     assert dossier.code in text_of(pushed) and "tiếp nhận" in text_of(pushed).lower()
-    with Session(runtime.engine) as session:
-        row = session.execute(select(OutboxMessage)).scalars().first()
-    assert row is not None and row.channel == "zalo" and row.state == "sent"
+
+    def row() -> OutboxMessage:
+        with Session(runtime.engine) as session:
+            return session.execute(select(OutboxMessage)).scalars().one()
+
+    wait_until(lambda: row().state == "sent", "the push was not recorded as sent")  # after the
+    assert row().channel == "zalo"  # answer reached the fake, the mark follows
 
 
 def test_lookup_by_typing_a_code_and_by_a_receipt_qr_photo(zalo: Zalo) -> None:
