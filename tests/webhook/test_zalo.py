@@ -170,10 +170,13 @@ def test_from_follow_to_a_dossier_with_code_and_qr_and_the_desk_push(zalo: Zalo)
 
     before = len(zalo.fake.messages)
     runtime = zalo.runtime
-    assert dossier.id is not None
-    act(runtime.engine, runtime.catalog, runtime.calendar, dossier.id, Action.ACCEPT,
-        datetime.now(UTC))  # fmt: skip
-    zalo.client.app.state.delivery.dispatcher.wake.set()  # type: ignore[attr-defined]
+    from tests.webhook.test_admin import signed_in
+
+    browser = TestClient(zalo.client.app, follow_redirects=False)  # the desk, in the panel
+    desk = signed_in(browser, runtime, "lan.ttphcc", dossier.agency_code)
+    desk.get(f"/admin/dossiers/{dossier.code}")
+    accepted = desk.post(f"/admin/dossiers/{dossier.code}/act", {"action": "accept"})
+    assert accepted.status_code == 303  # type: ignore[attr-defined]
     wait_until(lambda: len(zalo.fake.messages) > before, "the desk's acceptance was not pushed")
     pushed = zalo.fake.messages[before:]
     assert dossier.code in text_of(pushed) and "tiếp nhận" in text_of(pushed).lower()
