@@ -7,6 +7,7 @@ import asyncio
 import ctypes
 import itertools
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -173,3 +174,29 @@ def test_a_turn_that_raced_another_of_the_same_chat_writes_nothing(
         language = connection.execute(text(saved)).scalar()
         ids = connection.execute(select(InboundEvent.external_id)).scalars().all()  # type: ignore[call-overload]
     assert language == "en" and sorted(ids) == ["start"]
+
+
+def test_the_full_path_waits_for_a_turn_of_the_same_chat_and_reads_its_state(
+    engine: Engine, catalog: Catalog, tmp_path: Path
+) -> None:
+    """storage.intake reads the state FOR UPDATE: without it, the later turn saves over the
+    earlier one's change (both read the same state)."""
+    if engine.dialect.name != "postgresql":
+        return
+    full_turn(engine, catalog, "1", "start", Incoming(text="/start"), tmp_path)
+    with engine.connect() as first:
+        first.execute(text("SELECT 1 FROM channelidentity WHERE external_id = '1' FOR UPDATE"))
+        second = threading.Thread(
+            target=full_turn, args=(engine, catalog, "1", "second", Incoming(text="menu"), tmp_path)
+        )
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # waiting for the first turn's lock
+        first.execute(text(
+            "UPDATE channelidentity SET conversation = "
+            "jsonb_set(conversation::jsonb, '{lang}', '\"en\"')::json WHERE external_id = '1'"
+        ))  # fmt: skip
+        first.commit()
+    second.join(10)
+    identity, _ = rows(engine, "1", "second")
+    assert identity[1] == "en"  # the second turn saved on top of the first, not over it
