@@ -49,6 +49,7 @@ from storage.inbound import (
 )
 from storage.intake import album_incoming, converse
 from storage.models import utcnow
+from storage.quick_turn import quick_turn
 
 log = logging.getLogger(__name__)
 CHANNEL = Channel.TELEGRAM
@@ -164,9 +165,21 @@ async def _turn(
     transaction: a redelivered update is not run again, but the replies it still owes (our answer
     never reached Telegram, or the process died sending them) are sent — once.
 
+    On PostgreSQL a turn without a file first tries `storage.quick_turn` (on the event loop, two
+    statements); what it hands back — or a file, or SQLite — runs the full way, through the ORM.
+
     A turn with a single text reply returns it as the webhook's answer (Telegram runs one method
     given there: no extra request, the reply arrives sooner); other replies are sent in order."""
     delivery, recipient = str(update.update_id), str(chat_id)
+
+    def fits_in_answer(replies: list[Reply]) -> bool:
+        # Not while earlier replies to this chat are still going out: it would overtake them.
+        return (
+            len(replies) == 1
+            and len(telegram_calls(chat_id, replies[0])) == 1
+            and replies[0].image_png is None
+            and chat_id not in _chat_locks
+        )
 
     def run() -> tuple[OwedReplies | None, bool]:
         now = utcnow()
@@ -176,18 +189,23 @@ async def _turn(
                 owed = claim_owed_replies(session.connection(), CHANNEL, delivery, now, lease_until)
                 return owed, False
             replies = _converse(runtime, session, chat_id, incoming)
-            # Not while earlier replies to this chat are still going out: it would overtake them.
-            in_answer = (
-                len(replies) == 1
-                and len(telegram_calls(chat_id, replies[0])) == 1
-                and replies[0].image_png is None
-                and chat_id not in _chat_locks
-            )
+            in_answer = fits_in_answer(replies)
             owe_replies(session, CHANNEL, delivery, recipient=recipient, replies=replies,
                         answered=in_answer, lease_until=lease_until)  # fmt: skip
             return OwedReplies(CHANNEL, delivery, recipient, replies, 0), in_answer
 
-    owed, in_answer = await run_db(runtime.engine, run, quick=not incoming.files)
+    quick = None
+    if runtime.async_reader is not None and not incoming.files:  # PostgreSQL, no file
+        now = utcnow()
+        quick = await quick_turn(runtime.async_reader, channel=CHANNEL, delivery_id=delivery,
+                                 external_id=recipient, recipient=recipient, incoming=incoming,
+                                 catalog=runtime.catalog, in_answer=fits_in_answer, now=now,
+                                 lease_until=now + _reply_lease(runtime))  # fmt: skip
+    if quick is not None:
+        replies, in_answer = quick
+        owed: OwedReplies | None = OwedReplies(CHANNEL, delivery, recipient, replies, 0)
+    else:
+        owed, in_answer = await run_db(runtime.engine, run, quick=not incoming.files)
     if owed is None:
         return None
     if in_answer and chat_id not in _chat_locks:  # (a send may have started meanwhile)

@@ -65,9 +65,15 @@ class Identity:
 _identities = ChannelIdentity.__table__.c  # type: ignore[attr-defined]
 # Built once: every dialogue turn runs these two, and building a statement costs more than
 # running it on SQLite (bench/telegram_intake.py).
-_FIND_IDENTITY = select(_identities.id, _identities.citizen_id, _identities.conversation).where(
-    _identities.channel == bindparam("find_channel"),
-    _identities.external_id == bindparam("find_external_id"),
+# FOR UPDATE (PostgreSQL; SQLite runs one writer at a time): a second turn of the same citizen
+# waits for the first one's commit and reads its new state, instead of saving over it.
+_FIND_IDENTITY = (
+    select(_identities.id, _identities.citizen_id, _identities.conversation)
+    .where(
+        _identities.channel == bindparam("find_channel"),
+        _identities.external_id == bindparam("find_external_id"),
+    )
+    .with_for_update()
 )
 _SAVE_IDENTITY = (
     update(ChannelIdentity.__table__)  # type: ignore[attr-defined]

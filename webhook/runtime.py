@@ -35,12 +35,14 @@ def build_runtime(settings: Settings) -> Runtime:
         statement=settings.database_statement_timeout_seconds,
         pool=settings.database_pool_timeout_seconds,
     )
-    engine = make_engine(settings.database_url, timeouts)
+    engine = make_engine(settings.database_url, timeouts, settings.database_pool_size)
     return Runtime(
         settings=settings,
         engine=engine,
         reader=autocommit(engine),
-        async_reader=make_async_reader(settings.database_url, timeouts),
+        async_reader=make_async_reader(
+            settings.database_url, timeouts, settings.database_pool_size
+        ),
         catalog=load_catalog(settings.catalog_dir),
         calendar=load_calendar(settings.calendar_overrides),
         media=DiskMediaStore(settings.media_dir),

@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.db import DEFAULT_POOL_SIZE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-change-me"
 
@@ -28,6 +30,9 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(default=3.0, ge=0)
     database_statement_timeout_seconds: float = Field(default=15.0, ge=0)
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Connections each pool of a web process keeps open (PostgreSQL): at least the requests
+    # it has in flight, or connections are opened and closed under load.
+    database_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1)
     redis_url: str | None = None
     media_dir: Path = REPO_ROOT / "var" / "media"
     public_base_url: str = "http://127.0.0.1:8000"
