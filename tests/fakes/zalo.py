@@ -411,6 +411,21 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def zalo_settings(base: str) -> dict[str, Any]:
+    """The Settings fields that point the product's Zalo channel at a fake served at `base`."""
+    from pydantic import SecretStr
+
+    return {
+        "zalo_app_id": ZALO_APP_ID,
+        "zalo_app_secret": SecretStr(ZALO_APP_SECRET),
+        "zalo_oa_id": ZALO_OA_ID,
+        "zalo_oa_secret_key": SecretStr(ZALO_OA_SECRET),
+        "zalo_api_base": base,
+        "zalo_oauth_base": base,
+        "zalo_business_api_base": base,
+    }
+
+
 def app_from_env() -> Starlette:
     """For benchmarks: `uvicorn --factory tests.fakes.zalo:app_from_env`; FAKE_ZALO_ACCESS_TOKEN
     is a valid access token from the start (the bench stores it as the OA's)."""

@@ -15,7 +15,6 @@ import pytest
 import zxingcpp
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -28,13 +27,11 @@ from storage.zalo import save_tokens
 from tests import images
 from tests.dossiers import act
 from tests.fakes.zalo import (
-    ZALO_APP_ID,
-    ZALO_APP_SECRET,
     ZALO_OA_ID,
-    ZALO_OA_SECRET,
     FakeZalo,
     FakeZaloMedia,
     ZaloEvents,
+    zalo_settings,
 )
 from tests.servers import live_server, wait_until
 from webhook.app import create_app
@@ -96,13 +93,7 @@ def zalo(settings: Settings) -> Iterator[Zalo]:
     with live_server(fake.app) as base, live_server(media.app) as media_base:
         configured = settings.model_copy(
             update={
-                "zalo_app_id": ZALO_APP_ID,
-                "zalo_app_secret": SecretStr(ZALO_APP_SECRET),
-                "zalo_oa_id": ZALO_OA_ID,
-                "zalo_oa_secret_key": SecretStr(ZALO_OA_SECRET),
-                "zalo_api_base": base,
-                "zalo_oauth_base": base,
-                "zalo_business_api_base": base,
+                **zalo_settings(base),
                 "zalo_media_hosts": "127.0.0.1",
                 "dispatch_interval_seconds": 0.1,
                 "outbox_lease_seconds": 1.0,

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from bots.zalo import TokenBroken, ZaloTokens
@@ -30,6 +29,7 @@ from tests.fakes.zalo import (
     FakeZalo,
     Template,
     pkce_challenge,
+    zalo_settings,
 )
 from tests.servers import live_server
 from tests.webhook.test_admin import first_agency, signed_in
@@ -65,17 +65,7 @@ class Zalo:
 def zalo(settings: Settings) -> Iterator[Zalo]:
     fake = FakeZalo()
     with live_server(fake.app) as base:
-        on = settings.model_copy(
-            update={
-                "zalo_app_id": ZALO_APP_ID,
-                "zalo_app_secret": SecretStr(ZALO_APP_SECRET),
-                "zalo_oa_id": ZALO_OA_ID,
-                "zalo_oa_secret_key": SecretStr(ZALO_OA_SECRET),
-                "zalo_api_base": base,
-                "zalo_oauth_base": base,
-                "zalo_business_api_base": base,
-            }
-        )
+        on = settings.model_copy(update=zalo_settings(base))
         yield Zalo(fake, base, on)
 
 
