@@ -249,7 +249,7 @@ def event_handled(session: Session, channel: str, delivery_id: str) -> None:
 
 
 # Replies older than this are not sent any more: after a day the citizen has moved on (and
-# Telegram stops redelivering an update); their dossier is still in "Hồ sơ của tôi".
+# Telegram stops redelivering an update); their dossier is still listed under "my dossiers".
 REPLY_GIVE_UP = timedelta(days=1)
 
 
