@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -60,7 +61,7 @@ def make_engine(
     kwargs.setdefault("pool_timeout", timeouts.pool)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(Path(url.database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -78,6 +79,17 @@ def make_engine(
     kwargs.setdefault("pool_size", pool_size)
     kwargs.setdefault("max_overflow", pool_size // 2)  # a burst waits less, then they close
     return create_engine(url, **kwargs)
+
+
+def _private_database_file(path: Path) -> None:
+    """The embedded database holds personal data: its folder is created 0700 and the file 0600
+    (SQLite gives its -wal and -shm files the database file's mode), an older, wider file is
+    narrowed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # an empty file is an empty DB
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def make_async_reader(
