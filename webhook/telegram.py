@@ -35,7 +35,7 @@ async def telegram_citizen(request: Request) -> Response:
         update = read_update(bot, await request.body())
     except ValueError:  # not JSON, or not an update (pydantic's errors are ValueErrors)
         return JSONResponse({"error": "malformed_update"}, status_code=400)
-    answer = await handle_update(bot, dispatcher, update)
+    answer = await handle_update(runtime, bot, dispatcher, update)
     if answer is not None:  # Telegram runs this method as if we had called it
         return Response(answer, media_type="application/json")
     return JSONResponse({"ok": True})

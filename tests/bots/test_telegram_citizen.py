@@ -4,6 +4,7 @@ to a fake Bot API server on 127.0.0.1, a real dossier in the database."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -315,3 +316,65 @@ def test_replies_keep_their_order_when_the_bot_api_is_slow(
         texts = [str(c.params["text"]) for c in fake.delivered]
         assert "Xin chào" in texts[0]
         assert "Giấy tờ cần chụp" in texts[-1]
+
+
+def _in_a_group(update: dict[str, Any]) -> dict[str, Any]:
+    update["message"]["chat"] = {"id": -1001234, "type": "supergroup", "title": "Tổ dân phố 3"}
+    return update
+
+
+def test_private_texts_skip_aiogram_and_everything_else_does_not(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    """`read_update` reads only a plain private text itself; the rest is aiogram's, as before."""
+    from bots.telegram_citizen import PlainText, read_update
+
+    bot = client.app.state.citizen_bot  # type: ignore[attr-defined]
+    chat = Updates()
+    text, command = chat.text("ho kinh doanh"), chat.text("/start")
+    for update in (text, command):
+        body = json.dumps(update).encode()
+        assert read_update(bot, body) == PlainText(
+            update["update_id"], chat.chat_id, update["message"]["text"]
+        )
+    edited = chat.text("menu")
+    edited["edited_message"] = edited.pop("message")
+    odd_id = chat.text("menu")
+    odd_id["message"]["message_id"] = True
+    captioned = chat.text("menu")
+    captioned["message"]["caption"] = "menu"
+    typed_group = chat.text("menu")  # the chat's type alone, without a group's title
+    typed_group["message"]["chat"]["type"] = "group"
+    others = {
+        "group": _in_a_group(chat.text("menu")),
+        "group-typed": typed_group,
+        "button": chat.button("menu:submit"),
+        "photo": chat.photo("photo-1"),
+        "album": chat.photo("photo-2", album="al-1"),
+        "contact": chat.contact("+84912345678"),
+        "sticker": chat.sticker(),
+        "edited": edited,
+        "bool-as-id": odd_id,
+        "caption": captioned,
+    }
+    for name, update in others.items():
+        assert not isinstance(read_update(bot, json.dumps(update).encode()), PlainText), name
+
+
+def test_text_button_and_group_text_are_answered_as_before(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    assert post(client, chat.text("/start")) == 200
+    assert "Xin chào" in fake.sent("sendMessage")[0].params["text"]
+    post(client, chat.button("menu:submit"))
+    assert fake.sent("answerCallbackQuery")
+    post(client, chat.text("ho kinh doanh"))
+    assert "Giấy tờ cần chụp" in last_text(fake)
+    calls = len(fake.calls)
+    assert post(client, _in_a_group(Updates(first_update_id=9000).text("/start"))) == 200
+    [welcome, *_] = fake.calls[calls:]
+    assert int(welcome.params["chat_id"]) == -1001234  # aiogram runs its turn, as it always did
+    assert "Xin chào" in welcome.params["text"]
+    assert count(client, InboundEvent) == 4
