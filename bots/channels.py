@@ -12,12 +12,21 @@ from datetime import timedelta
 
 import httpx
 
-from bots.delivery import MailboxSender, Sender, SmsSender, TelegramSender, Throttle
+from bots.delivery import (
+    MailboxSender,
+    MemoryThrottle,
+    RedisThrottle,
+    Sender,
+    SmsSender,
+    TelegramSender,
+    Throttle,
+)
 from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
 from core.zalo_templates import load_templates
 from webhook.runtime import Runtime
+from webhook.settings import Settings
 
 SenderFactory = Callable[[Runtime, httpx.Client, Throttle], Sender | None]
 
@@ -109,6 +118,17 @@ SENDERS: dict[Channel, SenderFactory] = {
 # how the dispatcher handles one whose web process died first.
 KeptEventHandler = Callable[[Runtime, Sender, str, timedelta], bool]
 KEPT_EVENTS: dict[Channel, KeptEventHandler] = {Channel.ZALO: handle_kept_event}
+
+
+def process_throttle(settings: Settings) -> Throttle:
+    """The sending limits (Telegram per bot and chat, Zalo per app) as one process sees them:
+    in Redis, shared by every process, when configured; else in this process's memory. Build it
+    once per process: two memory throttles would each allow the whole rate."""
+    if settings.redis_url:
+        from redis import Redis
+
+        return RedisThrottle(Redis.from_url(settings.redis_url))
+    return MemoryThrottle()
 
 
 def make_senders(runtime: Runtime, throttle: Throttle) -> dict[str, Sender]:

@@ -43,7 +43,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         token = settings.telegram_citizen_token.get_secret_value()
         citizen_bot = make_bot(token, settings.telegram_api_base)
 
-    zalo_channel = _zalo_channel(runtime)
+    from bots.channels import process_throttle
+
+    throttle = process_throttle(settings)  # one per process: the Zalo turns and the outbox share it
+    zalo_channel = _zalo_channel(runtime, throttle)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +55,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if settings.redis_url is None:  # embedded mode: this process delivers the outbox
             from webhook.jobs import InlineDelivery
 
-            app.state.delivery = InlineDelivery(runtime)
+            app.state.delivery = InlineDelivery(runtime, throttle)
             app.state.delivery.start()
         try:
             yield
@@ -92,21 +95,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def _zalo_channel(runtime: Runtime) -> Any:
+def _zalo_channel(runtime: Runtime, throttle: Any) -> Any:
     """The Zalo OA of this web process (its turns send their own replies), when configured."""
     if not runtime.settings.zalo_enabled:
         return None
     import httpx
 
     from bots.channels import zalo_sender
-    from bots.delivery import MemoryThrottle, RedisThrottle, Throttle
     from bots.zalo_citizen import ZaloChannel, downloads_client
 
-    throttle: Throttle = MemoryThrottle()
-    if runtime.settings.redis_url:
-        from redis import Redis
-
-        throttle = RedisThrottle(Redis.from_url(runtime.settings.redis_url))
     sender = zalo_sender(runtime, httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)), throttle)
     if sender is None:
         return None

@@ -15,15 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bots.channels import KEPT_EVENTS, make_senders
-from bots.delivery import (
-    MemoryThrottle,
-    Outcome,
-    RedisThrottle,
-    Sender,
-    deliver,
-    send_owed_replies,
-)
+from bots.channels import KEPT_EVENTS, make_senders, process_throttle
+from bots.delivery import Outcome, Sender, Throttle, deliver, send_owed_replies
 from bots.zalo import ZaloSender, check_templates_file
 from core.channels import Channel
 from storage.db import session_scope, single_statements
@@ -195,8 +188,8 @@ def check_at_start(runtime: Runtime, senders: Mapping[str, Sender]) -> None:
 class InlineDelivery:
     """The embedded mode: a dispatcher thread inside the web process."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.dispatcher = Dispatcher(runtime, make_senders(runtime, MemoryThrottle()))
+    def __init__(self, runtime: Runtime, throttle: Throttle) -> None:
+        self.dispatcher = Dispatcher(runtime, make_senders(runtime, throttle))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -222,13 +215,10 @@ def _context(settings: Settings | None = None) -> tuple[Runtime, dict[str, Sende
     """The worker process's runtime and senders, built once (rq jobs are plain functions)."""
     global _worker_context
     if _worker_context is None:
-        from redis import Redis
-
         settings = settings or get_settings()
         assert settings.redis_url, "rq jobs run only when REDIS_URL is set"
-        throttle = RedisThrottle(Redis.from_url(settings.redis_url))
         runtime = build_runtime(settings)
-        _worker_context = (runtime, make_senders(runtime, throttle))
+        _worker_context = (runtime, make_senders(runtime, process_throttle(settings)))
     return _worker_context
 
 
