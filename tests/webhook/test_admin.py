@@ -100,8 +100,10 @@ def signed_in(
 
 
 def rows(runtime: Runtime, model: type) -> list:  # type: ignore[type-arg]
+    """Every row, in the order written (PostgreSQL returns an updated row wherever it now lies)."""
+    key = model.__table__.primary_key.columns  # type: ignore[attr-defined]
     with Session(runtime.engine) as session:
-        return list(session.execute(select(model)).scalars())
+        return list(session.execute(select(model).order_by(*key)).scalars())
 
 
 def test_first_sign_in_forces_a_password_change(app_runtime: tuple[TestClient, Runtime]) -> None:
