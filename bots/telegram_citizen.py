@@ -156,6 +156,7 @@ def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> l
         calendar=runtime.calendar,
         media=runtime.media,
         public_base_url=runtime.settings.public_base_url,
+        rules=runtime.flow_rules,
     )
 
 

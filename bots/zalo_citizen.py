@@ -148,6 +148,7 @@ def _converse(runtime: Runtime, session: Any, event: ZaloEvent, incoming: Incomi
         calendar=runtime.calendar,
         media=runtime.media,
         public_base_url=runtime.settings.public_base_url,
+        rules=runtime.flow_rules,
     )
 
 
@@ -165,9 +166,7 @@ def _owe_in(session: Any, runtime: Runtime, event: ZaloEvent, replies: list[Repl
     return OwedReplies(CHANNEL, event.delivery_id, event.user_id, replies, 0)
 
 
-def handle_kept_event(
-    runtime: Runtime, sender: Sender, delivery_id: str, lease: timedelta
-) -> bool:
+def handle_kept_event(runtime: Runtime, sender: Sender, delivery_id: str, lease: timedelta) -> bool:
     """An event kept by a web process that died before handling it: handled here, once."""
     now = utcnow()
     with single_statements(runtime.engine) as connection:

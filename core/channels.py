@@ -21,6 +21,7 @@ class Channel(StrEnum):
     WEB = "web"  # the built-in web chat (kiosk, browser): the page polls its mailbox
     SMS = "sms"  # lookups by SMS; notices when no chat can reach the citizen
     PANEL = "panel"  # staff reminders, listed in the admin panel of the recipient agency
+    ONESTOP = "onestop"  # the agency's one-stop information system (recipient: agency code)
 
 
 # Chat apps the citizen can block or leave: a notice that cannot reach them there goes by SMS.

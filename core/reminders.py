@@ -6,7 +6,7 @@ or a lost Redis loses no reminder; each reminder has a key that makes it fire on
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from core.calendar import WorkingCalendar, to_local
@@ -52,3 +52,18 @@ def supplement_reminder_due(
 
 def feedback_reminder_due(calendar: WorkingCalendar, received_at: datetime, now: datetime) -> bool:
     return now >= after_working_days(calendar, received_at, FEEDBACK_REMINDER_DAYS)
+
+
+MORNING_ENDS = time(12, 0)  # the counter's sessions: morning until noon, afternoon until 17:00
+AFTERNOON_ENDS = time(17, 0)
+
+
+def forward_due_at(calendar: WorkingCalendar, accepted_at: datetime) -> datetime:
+    """When an accepted dossier must be in the one-stop system: within half a working day
+    (Cà Mau Art. 12.4), read as the end of the next half-day session — accepted in a working
+    morning, by 17:00 that day; otherwise by noon of the next working day."""
+    local = to_local(accepted_at)
+    day = local.date()
+    if calendar.is_working_day(day) and local.time() < MORNING_ENDS:
+        return datetime.combine(day, AFTERNOON_ENDS, tzinfo=local.tzinfo)
+    return datetime.combine(calendar.next_working_day(day), MORNING_ENDS, tzinfo=local.tzinfo)

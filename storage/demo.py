@@ -10,6 +10,7 @@ from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.channels import Channel
 from core.dossier import Action, Actor, Command, MissingItem
+from core.flows import NO_ONESTOP
 from core.messages import render
 from storage.dossiers import apply_command, count_dossiers, submit_dossier
 
@@ -56,6 +57,8 @@ def seed_demo(
                 )
             ]
         for command in commands:
-            apply_command(session, dossier.id, command, catalog=catalog, calendar=calendar)
+            apply_command(
+                session, dossier.id, command, catalog=catalog, calendar=calendar, rules=NO_ONESTOP
+            )
         codes.append(dossier.code)
     return codes

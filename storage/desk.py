@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from core.catalog import Catalog
-from core.dossier import CLOSED, Status
+from core.dossier import Status
+from core.flows import transfer_refusal
 from core.messages import render
 from core.staff import StaffMember
-from storage.dossiers import notify_citizen
+from storage.flows import notify_citizen, record_transfer
 from storage.models import (
     CannedReply,
     ChannelIdentity,
@@ -62,41 +63,36 @@ def transfer(
     """Hand an open dossier to another receiving desk for the same procedure (whatever the
     citizen's residence); the code stays, the audit trail records who and why."""
     procedure = catalog.procedure(dossier.procedure_code)
-    targets = {a.code for a in catalog.receiving_agencies(procedure)} - {dossier.agency_code}
-    if to_agency not in targets:
-        raise StaffError("admin.error.transfer_target")
-    if Status(dossier.status) in CLOSED:
-        raise StaffError("admin.error.transfer_closed")
-    if not reason.strip():
-        raise StaffError("admin.error.reason_required")
+    refusal = transfer_refusal(
+        catalog, procedure, Status(dossier.status), dossier.agency_code, to_agency, reason
+    )
+    if refusal is not None:
+        raise StaffError(refusal)
     assert dossier.id is not None
     source = dossier.agency_code
     dossier.agency_code, dossier.last_activity_at = to_agency, at
     session.add(dossier)
     agency = catalog.agency(to_agency)
-    session.add(
-        StatusEvent(
-            dossier_id=dossier.id,
-            action="transfer",
-            from_status=dossier.status,
-            to_status=dossier.status,
-            actor_kind="desk_officer",
-            staff_user_id=staff.id,
-            note=render(
-                "audit.transferred",
-                "vi",
-                source=source,
-                target=agency.name.vi,
-                reason=reason.strip(),
-            ),
-            details={"from": source, "to": to_agency, "reason": reason.strip()},
-            at=at,
-        )
+    event = StatusEvent(
+        dossier_id=dossier.id,
+        action="transfer",
+        from_status=dossier.status,
+        to_status=dossier.status,
+        actor_kind="desk_officer",
+        staff_user_id=staff.id,
+        note=render(
+            "audit.transferred",
+            "vi",
+            source=source,
+            target=agency.name.vi,
+            reason=reason.strip(),
+        ),
+        details={"from": source, "to": to_agency, "reason": reason.strip()},
+        at=at,
     )
+    session.add(event)
     session.flush()
-    values = {"code": dossier.code, "agency": {"vi": agency.name.vi, "en": agency.name.en}}
-    notify_citizen(session, dossier, f"transfer:{dossier.id}:{to_agency}:{at.isoformat()}",
-                   "notice.transferred", values, at)  # fmt: skip
+    record_transfer(session, dossier, event, {"vi": agency.name.vi, "en": agency.name.en})
 
 
 def canned_replies(session: Session, agency_code: str) -> list[CannedReply]:

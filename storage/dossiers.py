@@ -1,7 +1,8 @@
-"""Dossier persistence: codes, submission, transitions with their audit entry and outbox notice.
+"""Dossier persistence: codes, submission, transitions (recorded with their effects by
+storage.flows), lookups.
 
-Every function takes the session it works in, so the status change, the audit entry and the
-notice commit together or not at all (transactional outbox).
+Every function takes the session it works in, so the status change, the audit entry and what it
+causes commit together or not at all (transactional outbox).
 """
 
 from __future__ import annotations
@@ -25,17 +26,16 @@ from core.catalog import Procedure as Procedure_
 from core.codes import format_code, parse_code
 from core.conversation import SupplementRequest
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
+from core.flows import NO_ONESTOP, FlowRules
 from core.lookup import PublicStatus
-from core.notices import RATING_REQUEST
+from storage.flows import record_transition
 from storage.models import (
     Agency,
-    ChannelIdentity,
     CodeCounter,
     Dossier,
     Procedure,
     StatusEvent,
 )
-from storage.outbox import add_message
 
 
 def sync_catalog(session: Session, catalog: Catalog) -> None:
@@ -103,6 +103,7 @@ def submit_dossier(
     citizen_id: int | None,
     channel: str,
     at: datetime,
+    rules: FlowRules = NO_ONESTOP,
 ) -> tuple[Dossier, Decision]:
     """A draft becomes a dossier: it gets its code (under the receiving desk) and a first event."""
     procedure = catalog.procedure(procedure_code)
@@ -127,7 +128,7 @@ def submit_dossier(
     )
     session.add(dossier)
     session.flush()
-    _record(session, dossier, decision, staff_user_id=None)
+    record_transition(session, dossier, decision, rules=rules, staff_user_id=None)
     return dossier, decision
 
 
@@ -138,9 +139,11 @@ def apply_command(
     *,
     catalog: Catalog,
     calendar: WorkingCalendar,
+    rules: FlowRules,
     staff_user_id: int | None = None,
 ) -> Decision:
-    """Apply a command under a row lock; raises core.dossier.DossierRuleError when refused."""
+    """Apply a command under a row lock, with its audit entry and effects (storage.flows);
+    raises core.dossier.DossierRuleError when refused."""
     dossier = session.execute(
         select(Dossier).where(Dossier.id == dossier_id).with_for_update()  # type: ignore[arg-type]
     ).scalar_one()
@@ -153,77 +156,8 @@ def apply_command(
     dossier.extended = after.extended
     dossier.last_activity_at = command.at
     session.add(dossier)
-    _record(session, dossier, decision, staff_user_id=staff_user_id)
+    record_transition(session, dossier, decision, rules=rules, staff_user_id=staff_user_id)
     return decision
-
-
-def _record(
-    session: Session, dossier: Dossier, decision: Decision, *, staff_user_id: int | None
-) -> None:
-    """The audit entry, and the citizen's notice in the outbox, in the caller's transaction."""
-    assert dossier.id is not None
-    event = StatusEvent(
-        dossier_id=dossier.id,
-        action=decision.transition.action.value,
-        from_status=decision.before.status.value,
-        to_status=decision.after.status.value,
-        actor_kind=decision.command.actor.value,
-        staff_user_id=staff_user_id,
-        note=decision.audit_note,
-        details=decision.notice.values if decision.notice else {},
-        at=decision.command.at,
-    )
-    session.add(event)
-    session.flush()
-    if decision.notice is None or dossier.citizen_id is None:
-        return
-    if decision.command.actor is Actor.CITIZEN:
-        return  # the citizen's own step is answered in the conversation, not pushed again
-    notice_key = f"notice:{dossier.id}:{event.id}"
-    if not notify_citizen(session, dossier, notice_key, decision.notice.key,
-                          decision.notice.values, decision.command.at):  # fmt: skip
-        return
-    if decision.after.status is Status.RETURNED:  # the dossier ended: ask how it went
-        notify_citizen(session, dossier, f"rating:{dossier.id}", RATING_REQUEST,
-                       {"code": dossier.code}, decision.command.at)  # fmt: skip
-
-
-def notify_citizen(
-    session: Session,
-    dossier: Dossier,
-    key: str,
-    template: str,
-    values: dict[str, Any],
-    at: datetime,
-) -> bool:
-    """Queue a message to the dossier's citizen on the channel they used, in their language;
-    False when there is nobody to tell (no citizen, no channel) or `key` was queued already."""
-    identity = reply_identity(session, dossier)
-    if identity is None:
-        return False
-    return add_message(
-        session,
-        key=key,
-        channel=identity.channel,
-        recipient=identity.external_id,
-        template=template,
-        values={**values, "language": identity.language},
-        dossier_id=dossier.id,
-        citizen_id=dossier.citizen_id,
-        at=at,
-    )
-
-
-def reply_identity(session: Session, dossier: Dossier) -> ChannelIdentity | None:
-    """Where the citizen is told about this dossier: the channel it was submitted on."""
-    if dossier.citizen_id is None:
-        return None
-    return session.execute(
-        select(ChannelIdentity).where(
-            ChannelIdentity.citizen_id == dossier.citizen_id,  # type: ignore[arg-type]
-            ChannelIdentity.channel == dossier.channel,  # type: ignore[arg-type]
-        )
-    ).scalar_one_or_none()
 
 
 def feedback_agency(session: Session, catalog: Catalog, citizen_id: int) -> str:

@@ -25,6 +25,7 @@ from core.conversation import (
 )
 from core.documents import CheckedDocument
 from core.dossier import CLOSED, Action, Actor, Command, Status
+from core.flows import FlowRules
 from core.lookup import PublicStatus
 from core.qr import lookup_url, qr_png
 from core.replies import Reply
@@ -117,9 +118,10 @@ class StorageBackoffice:
         calendar: WorkingCalendar,
         media: MediaStore,
         public_base_url: str,
+        rules: FlowRules,
         now: datetime,
     ) -> None:
-        self.session, self.identity = session, identity
+        self.session, self.identity, self.rules = session, identity, rules
         self.catalog, self.calendar, self.media = catalog, calendar, media
         self.public_base_url, self.now = public_base_url, now
 
@@ -148,6 +150,7 @@ class StorageBackoffice:
             citizen_id=citizen.id,
             channel=self.identity.channel,
             at=self.now,
+            rules=self.rules,
         )
         assert dossier.id is not None
         self._add_files(dossier.id, conversation.files)
@@ -174,6 +177,7 @@ class StorageBackoffice:
             Command(Action.RESUBMIT, Actor.CITIZEN, self.now),
             catalog=self.catalog,
             calendar=self.calendar,
+            rules=self.rules,
         )
         self._add_files(dossier.id, conversation.files)
 
@@ -259,6 +263,7 @@ def converse(
     calendar: WorkingCalendar,
     media: MediaStore,
     public_base_url: str,
+    rules: FlowRules,
     now: datetime | None = None,
 ) -> list[Reply]:
     """One turn of the dialogue for one channel identity, persisted in the caller's transaction."""
@@ -271,6 +276,7 @@ def converse(
         calendar=calendar,
         media=media,
         public_base_url=public_base_url,
+        rules=rules,
         now=now or utcnow(),
     )
     replies = handle(conversation, incoming, catalog=catalog, backoffice=backoffice)

@@ -123,6 +123,9 @@ class Dossier(SQLModel, table=True):
     appointment_date: date | None = None
     extended: bool = False
     last_activity_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    # When the dossier was first queued for the agency's one-stop system (core.flows): later
+    # changes go there as updates. None: not forwarded (or the agency has no such system).
+    onestop_queued_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class DocumentFile(SQLModel, table=True):

@@ -14,26 +14,34 @@ from core.calendar import WorkingCalendar, to_local
 from core.catalog import Catalog
 from core.channels import Channel
 from core.dossier import RUNNING, Action, Status
+from core.flows import ONESTOP_CREATE, FlowRules
 from core.reminders import (
     Deadline,
     deadline_reminder_key,
     deadline_state,
     feedback_reminder_due,
+    forward_due_at,
     supplement_reminder_due,
 )
-from storage.dossiers import feedback_agency, notify_citizen
-from storage.models import Dossier, Feedback, StatusEvent
+from storage.dossiers import feedback_agency
+from storage.flows import notify_citizen
+from storage.models import Dossier, Feedback, OutboxMessage, StatusEvent
 from storage.outbox import add_message
 
 
 def queue_reminders(
-    session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime
+    session: Session,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    now: datetime,
+    rules: FlowRules,
 ) -> int:
     """Queue every reminder due at `now`; returns how many were new."""
     return (
         _deadlines(session, catalog, calendar, now)
         + _supplements(session, catalog, calendar, now)
         + _feedback(session, catalog, calendar, now)
+        + _forwarding(session, catalog, calendar, now, rules)
     )
 
 
@@ -134,3 +142,59 @@ def _feedback_values(feedback: Feedback) -> dict[str, Any]:
         "feedback_id": feedback.id,
         "received_date": to_local(feedback.created_at).date().isoformat(),
     }
+
+
+# An accepted dossier is due in the one-stop system at least this long after its acceptance.
+_FORWARD_AT_LEAST = timedelta(hours=4)
+
+
+def _forwarding(
+    session: Session, catalog: Catalog, calendar: WorkingCalendar, now: datetime, rules: FlowRules
+) -> int:
+    """Accepted dossiers not in the one-stop system half a working day later: the desk enters
+    them by hand (no system) or sees why the connector has not delivered them."""
+    waiting = session.execute(
+        select(Dossier).where(
+            Dossier.status == Status.ACCEPTED.value,  # type: ignore[arg-type]
+            Dossier.received_at <= now - _FORWARD_AT_LEAST,  # type: ignore[arg-type,operator]
+        )
+    ).scalars()
+    queued = 0
+    for dossier in waiting:
+        assert dossier.id is not None and dossier.received_at is not None
+        if now < forward_due_at(calendar, dossier.received_at):
+            continue
+        if rules.forward_on(dossier.agency_code) is None:
+            template = "remind.enter_by_hand"
+        elif _reached_onestop(session, dossier.id):
+            continue
+        else:
+            template = "remind.not_forwarded"
+        queued += add_message(
+            session,
+            key=f"remind:forward:{dossier.id}:{dossier.received_at.isoformat()}",
+            channel=Channel.PANEL,
+            recipient=dossier.agency_code,
+            template=template,
+            values={
+                "code": dossier.code,
+                "procedure": _procedure_name(catalog, dossier.procedure_code),
+            },
+            dossier_id=dossier.id,
+            at=now,
+        )
+    return queued
+
+
+def _reached_onestop(session: Session, dossier_id: int) -> bool:
+    return (
+        session.execute(
+            select(col(OutboxMessage.id)).where(
+                col(OutboxMessage.dossier_id) == dossier_id,
+                col(OutboxMessage.channel) == Channel.ONESTOP,
+                col(OutboxMessage.template) == ONESTOP_CREATE,
+                col(OutboxMessage.state) == "sent",
+            )
+        ).first()
+        is not None
+    )

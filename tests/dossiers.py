@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.dossier import Action, Actor, Command, Decision
+from core.flows import NO_ONESTOP
 from storage.db import session_scope
 from storage.dossiers import apply_command, submit_dossier
 from storage.models import ChannelIdentity, Citizen
@@ -73,4 +74,5 @@ def act(
             Command(action, actor, at, **details),
             catalog=catalog,
             calendar=calendar,
+            rules=NO_ONESTOP,
         )

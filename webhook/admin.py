@@ -512,6 +512,7 @@ def act(
                 _command(action, form, procedure, _now()),
                 catalog=runtime.catalog,
                 calendar=runtime.calendar,
+                rules=runtime.flow_rules,
                 staff_user_id=staff.user.id,
             )
     except DossierRuleError as error:

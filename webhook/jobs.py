@@ -89,7 +89,9 @@ class Dispatcher:
         now = now or datetime.now(UTC)
         runtime = self.runtime
         with session_scope(runtime.engine) as session:
-            queued = queue_reminders(session, runtime.catalog, runtime.calendar, now)
+            queued = queue_reminders(
+                session, runtime.catalog, runtime.calendar, now, runtime.flow_rules
+            )
         with session_scope(runtime.engine) as session:
             forget_deliveries(session, now - REPLAY_WINDOW)
         self.answer_stale_albums(now)
@@ -118,6 +120,7 @@ class Dispatcher:
                     calendar=runtime.calendar,
                     media=runtime.media,
                     public_base_url=runtime.settings.public_base_url,
+                    rules=runtime.flow_rules,
                 )
                 # Owed at once: sent by the next pass, like any turn's unsent replies.
                 owe_replies(session, channel, str(last), recipient=chat, replies=replies,

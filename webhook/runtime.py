@@ -6,13 +6,14 @@ several web workers can serve side by side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import Engine
 
 from core.calendar import WorkingCalendar, load_calendar
 from core.catalog import Catalog, load_catalog
+from core.flows import NO_ONESTOP, FlowRules
 from storage.db import DatabaseTimeouts, autocommit, make_async_reader, make_engine
 from storage.media import DiskMediaStore, MediaStore
 from webhook.settings import Settings
@@ -27,6 +28,7 @@ class Runtime:
     catalog: Catalog
     calendar: WorkingCalendar
     media: MediaStore
+    flow_rules: FlowRules = field(default=NO_ONESTOP)  # which agencies forward to a one-stop system
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -133,6 +133,7 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
                 calendar=runtime.calendar,
                 media=runtime.media,
                 public_base_url=runtime.settings.public_base_url,
+                rules=runtime.flow_rules,
             )
             if delivery is not None:  # kept with the turn: a repeat of the send gets them
                 owe_replies(session, CHANNEL, delivery, recipient=session_id, replies=replies,

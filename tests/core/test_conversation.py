@@ -22,6 +22,7 @@ from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.conversation import Incoming, IncomingFile
 from core.dossier import Action, Actor, Command, MissingItem
+from core.flows import NO_ONESTOP
 from core.notices import rating_buttons
 from core.replies import Reply
 from storage.db import make_engine, session_scope
@@ -53,6 +54,7 @@ class Chat:
                 incoming=incoming,
                 catalog=self.catalog,
                 calendar=self.calendar,
+                rules=NO_ONESTOP,
                 media=self.media,
                 public_base_url=BASE,
                 now=NOW,
@@ -258,6 +260,7 @@ def test_supplement_loop_keeps_the_code_and_sends_only_what_was_asked(
             ),
             catalog=chat.catalog,
             calendar=chat.calendar,
+            rules=NO_ONESTOP,
         )
     replies = chat.press("menu:supplement")
     text = said(replies)
@@ -291,6 +294,7 @@ def _finish(chat: Chat, engine: Engine, dossier_id: int) -> None:
                 Command(action, Actor.DESK_OFFICER, NOW),
                 catalog=chat.catalog,
                 calendar=chat.calendar,
+                rules=NO_ONESTOP,
             )
 
 

@@ -15,6 +15,7 @@ from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.codes import parse_code
 from core.dossier import Action, Actor, Command, DossierRuleError, MissingItem, Status
+from core.flows import NO_ONESTOP, FlowRules, ForwardOn
 from storage.db import make_engine, session_scope
 from storage.dossiers import apply_command, find_by_code, submit_dossier
 from storage.inbound import first_delivery
@@ -136,6 +137,7 @@ def test_transition_commits_status_audit_and_notice_together(
             Command(Action.ACCEPT, Actor.DESK_OFFICER, MONDAY + timedelta(hours=1)),
             catalog=catalog,
             calendar=calendar,
+            rules=NO_ONESTOP,
         )
     with Session(engine) as session:
         stored = session.get(Dossier, dossier.id)
@@ -165,8 +167,9 @@ def test_transition_commits_status_audit_and_notice_together(
             .all()
         )
         # The submission was answered in the chat; only the desk's step is pushed.
-        assert [n.template for n in notices] == ["notice.accepted"]
-        assert all(n.recipient == "555" and n.channel == "telegram" for n in notices)
+        assert [(n.channel, n.recipient, n.template) for n in notices] == [
+            ("telegram", "555", "notice.accepted"),
+        ]
 
 
 def test_refused_transition_changes_nothing(
@@ -181,6 +184,7 @@ def test_refused_transition_changes_nothing(
             Command(Action.RESULT_READY, Actor.DESK_OFFICER, MONDAY),
             catalog=catalog,
             calendar=calendar,
+            rules=NO_ONESTOP,
         )
     with pytest.raises(DossierRuleError), session_scope(engine) as session:
         apply_command(
@@ -189,6 +193,7 @@ def test_refused_transition_changes_nothing(
             Command(Action.REQUEST_SUPPLEMENT, Actor.DESK_OFFICER, MONDAY, missing=()),
             catalog=catalog,
             calendar=calendar,
+            rules=NO_ONESTOP,
         )
     with Session(engine) as session:
         assert session.get(Dossier, dossier.id).status == Status.SUBMITTED  # type: ignore[union-attr]
@@ -214,7 +219,9 @@ def test_supplement_round_keeps_the_code(
     ]
     for step in steps:
         with session_scope(engine) as session:
-            apply_command(session, dossier.id, step, catalog=catalog, calendar=calendar)
+            apply_command(
+                session, dossier.id, step, catalog=catalog, calendar=calendar, rules=NO_ONESTOP
+            )
     with Session(engine) as session:
         stored = session.get(Dossier, dossier.id)
         assert stored is not None and stored.code == dossier.code
@@ -245,3 +252,35 @@ def test_each_webhook_delivery_is_handled_once(engine: Engine) -> None:
         assert first_delivery(session, "telegram", "1001")
         assert not first_delivery(session, "telegram", "1001")
         assert first_delivery(session, "sms", "1001")  # ids are per channel
+
+
+def test_a_transition_and_its_onestop_effect_commit_together_or_not_at_all(
+    engine: Engine, catalog: Catalog, calendar: WorkingCalendar
+) -> None:
+    dossier = _submit(engine, catalog, calendar)
+    assert dossier.id is not None
+    rules = FlowRules({dossier.agency_code: ForwardOn.ACCEPT})
+    accept = Command(Action.ACCEPT, Actor.DESK_OFFICER, MONDAY + timedelta(hours=1))
+    with pytest.raises(RuntimeError), session_scope(engine) as session:
+        apply_command(session, dossier.id, accept, catalog=catalog, calendar=calendar, rules=rules)
+        raise RuntimeError("the process died before the commit")
+    with Session(engine) as session:
+        assert session.execute(select(OutboxMessage)).scalars().all() == []
+        assert session.get(Dossier, dossier.id).onestop_queued_at is None  # type: ignore[union-attr]
+    with session_scope(engine) as session:
+        apply_command(session, dossier.id, accept, catalog=catalog, calendar=calendar, rules=rules)
+    forward = Command(Action.FORWARD, Actor.DESK_OFFICER, MONDAY + timedelta(hours=2))
+    with session_scope(engine) as session:
+        apply_command(session, dossier.id, forward, catalog=catalog, calendar=calendar, rules=rules)
+    with Session(engine) as session:
+        rows = session.execute(
+            select(OutboxMessage).where(OutboxMessage.channel == "onestop")  # type: ignore[arg-type]
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        ).scalars().all()  # fmt: skip
+        assert [(r.template, r.recipient, r.values["step"]["status"]) for r in rows] == [
+            ("onestop.create", dossier.agency_code, 2),
+            ("onestop.update", dossier.agency_code, 4),
+        ]
+        assert len({r.idempotency_key for r in rows}) == 2
+        stored = session.get(Dossier, dossier.id)
+        assert stored is not None and stored.onestop_queued_at == MONDAY + timedelta(hours=1)

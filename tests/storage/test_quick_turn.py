@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from core.catalog import Catalog
 from core.conversation import Incoming
+from core.flows import NO_ONESTOP
 from core.replies import Reply
 from storage.db import make_async_reader, session_scope
 from storage.inbound import first_delivery, owe_replies
@@ -39,6 +40,7 @@ def full_turn(engine: Engine, catalog: Catalog, chat: str, delivery: str, incomi
         assert first_delivery(session, CHANNEL, delivery)
         replies = converse(session, channel=CHANNEL, external_id=chat, incoming=incoming,
                            catalog=catalog, calendar=None, media=DiskMediaStore(tmp),  # type: ignore[arg-type]
+                           rules=NO_ONESTOP,
                            public_base_url="https://hcc.example.vn", now=now)  # fmt: skip
         owe_replies(session, CHANNEL, delivery, recipient=chat, replies=replies,
                     answered=True, lease_until=now + timedelta(seconds=30))  # fmt: skip

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from core.dossier import Action, Actor, MissingItem
+from core.flows import NO_ONESTOP
 from storage.db import session_scope
 from storage.models import Feedback, OutboxMessage
 from storage.reminders import queue_reminders
@@ -25,7 +26,7 @@ def local(day: int, hour: int, minute: int = 0) -> datetime:
 
 def tick(engine: Engine, catalog: Catalog, calendar: WorkingCalendar, now: datetime) -> int:
     with session_scope(engine) as session:
-        return queue_reminders(session, catalog, calendar, now)
+        return queue_reminders(session, catalog, calendar, now, NO_ONESTOP)
 
 
 def reminders(engine: Engine) -> list[OutboxMessage]:
@@ -75,6 +76,7 @@ def test_the_desk_is_warned_the_day_before_the_due_date_then_every_overdue_worki
 ) -> None:
     dossier_id, code = citizen_dossier(engine, catalog, calendar)
     decision = act(engine, catalog, calendar, dossier_id, Action.ACCEPT, MONDAY)
+    act(engine, catalog, calendar, dossier_id, Action.FORWARD, MONDAY)  # in hand, in time
     due = decision.after.appointment_date
     assert due is not None and due.day == 10  # Thursday 10 December
     assert tick(engine, catalog, calendar, local(8, 16)) == 0  # Tuesday: two working days left
@@ -120,3 +122,34 @@ def test_unanswered_feedback_is_flagged_after_two_working_days(
         reminder.recipient
         == catalog.receiving_agencies(catalog.procedure_by_slug("ho-kinh-doanh"))[0].code
     )  # the desk that handled this citizen
+
+
+def test_an_accepted_dossier_not_forwarded_within_half_a_working_day_is_recalled(
+    engine: Engine, catalog: Catalog, calendar: WorkingCalendar
+) -> None:
+    # Accepted on Friday 11 December at 14:00 (an afternoon): due in the one-stop system by
+    # noon of the next working day, Monday 14 December.
+    dossier_id, code = citizen_dossier(engine, catalog, calendar, at=local(11, 9))
+    act(engine, catalog, calendar, dossier_id, Action.ACCEPT, local(11, 14))
+    for moment in (local(11, 17), local(12, 12), local(14, 11, 59)):
+        assert tick(engine, catalog, calendar, moment) == 0, moment
+    assert tick(engine, catalog, calendar, local(14, 12)) == 1
+    assert tick(engine, catalog, calendar, local(14, 15)) == 0  # once
+    [reminder] = reminders(engine)
+    assert (reminder.template, reminder.channel) == ("remind.enter_by_hand", "panel")
+    assert reminder.values["code"] == code
+    # Accepted in a morning: due by 17:00 the same day; forwarded in time, nothing fires.
+    late_id, late = citizen_dossier(engine, catalog, calendar, external_id="556", at=local(15, 8))
+    act(engine, catalog, calendar, late_id, Action.ACCEPT, local(15, 9))
+    on_time_id, _ = citizen_dossier(engine, catalog, calendar, external_id="557", at=local(15, 8))
+    act(engine, catalog, calendar, on_time_id, Action.ACCEPT, local(15, 9))
+    act(engine, catalog, calendar, on_time_id, Action.FORWARD, local(15, 11))
+
+    def recalled() -> list[str]:
+        return [r.values["code"] for r in reminders(engine) if r.template == "remind.enter_by_hand"]
+
+    tick(engine, catalog, calendar, local(15, 16, 59))
+    assert recalled() == [code]
+    tick(engine, catalog, calendar, local(15, 17))
+    tick(engine, catalog, calendar, local(16, 17))
+    assert recalled() == [code, late]

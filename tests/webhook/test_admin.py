@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from core.catalog import Catalog
 from core.dossier import Action
+from core.flows import NO_ONESTOP
 from core.messages import render
 from core.staff import Role
 from storage.db import session_scope
@@ -585,6 +586,7 @@ def test_the_thread_shows_the_officers_reply_and_the_citizens_answer(
                 incoming=incoming,
                 catalog=runtime.catalog,
                 calendar=runtime.calendar,
+                rules=NO_ONESTOP,
                 media=runtime.media,
                 public_base_url="https://hcc.example.vn",
             )

@@ -162,8 +162,12 @@ def test_a_desk_officers_day_in_chromium(
 
     with Session(runtime.engine) as session:
         notices = list(session.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())  # type: ignore[arg-type]
-    assert [n.template for n in notices] == ["notice.supplement_requested", "notice.accepted"]
-    assert {n.recipient for n in notices} == {"424242"}
+    # The citizen is pushed each desk step; the desk was alerted when the supplement arrived.
+    assert [(n.channel, n.recipient, n.template) for n in notices] == [
+        ("telegram", "424242", "notice.supplement_requested"),
+        ("panel", notices[1].recipient, "alert.resubmitted"),
+        ("telegram", "424242", "notice.accepted"),
+    ]
 
     stranger = httpx.Client(base_url=base, follow_redirects=False)
     login = stranger.get("/admin/login")

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from core.dossier import Action, Actor, Command
+from core.flows import NO_ONESTOP
 from core.messages import render
 from storage.db import session_scope
 from storage.dossiers import apply_command, submit_dossier
@@ -47,6 +48,7 @@ def accepted_code(client: TestClient) -> str:
             Command(Action.ACCEPT, Actor.DESK_OFFICER, at),
             catalog=runtime.catalog,
             calendar=runtime.calendar,
+            rules=NO_ONESTOP,
         )
     return dossier.code
 
@@ -103,6 +105,7 @@ def test_a_status_change_shows_at_once_and_the_one_stop_code_finds_it(
             forward,
             catalog=runtime.catalog,
             calendar=runtime.calendar,
+            rules=NO_ONESTOP,
         )
     for typed in (accepted_code, " 000.00.12.h49-261207-0042 "):
         answer = client.get(f"/lookup/{typed}", headers=as_json)

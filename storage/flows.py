@@ -1,0 +1,144 @@
+"""A dossier's change recorded with everything it causes, in the caller's transaction.
+
+`record_transition` writes the audit entry, then each effect `core.flows.transition_effects`
+lists as an outbox row (the citizen on their channel, the desk in the panel, the agency's
+one-stop system), so the change and its effects commit together or not at all. Each row's key
+names the change and the effect: recording the same change twice queues nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.channels import Channel
+from core.dossier import Decision
+from core.flows import Audience, Effect, FlowRules, transfer_effects, transition_effects
+from storage.models import ChannelIdentity, Dossier, StatusEvent
+from storage.outbox import add_message
+
+
+def record_transition(
+    session: Session,
+    dossier: Dossier,
+    decision: Decision,
+    *,
+    rules: FlowRules,
+    staff_user_id: int | None,
+) -> StatusEvent:
+    """The audit entry of `decision` and its effects in the outbox."""
+    assert dossier.id is not None
+    event = StatusEvent(
+        dossier_id=dossier.id,
+        action=decision.transition.action.value,
+        from_status=decision.before.status.value,
+        to_status=decision.after.status.value,
+        actor_kind=decision.command.actor.value,
+        staff_user_id=staff_user_id,
+        note=decision.audit_note,
+        details=decision.notice.values if decision.notice else {},
+        at=decision.command.at,
+    )
+    session.add(event)
+    session.flush()
+    identity = reply_identity(session, dossier)
+    effects = transition_effects(
+        decision,
+        agency_code=dossier.agency_code,
+        citizen_reachable=identity is not None,
+        forwarded=dossier.onestop_queued_at is not None,
+        rules=rules,
+    )
+    change = f"{dossier.id}:{event.id}"
+    for effect in effects:
+        _queue(session, dossier, identity, effect, change, decision.command.at)
+    return event
+
+
+def record_transfer(
+    session: Session, dossier: Dossier, event: StatusEvent, agency: dict[str, str]
+) -> None:
+    """The effects of handing a dossier to another desk (its audit entry is `event`)."""
+    identity = reply_identity(session, dossier)
+    for effect in transfer_effects(dossier.code, agency, identity is not None):
+        _queue(session, dossier, identity, effect, f"{dossier.id}:{event.id}", event.at)
+
+
+def _queue(
+    session: Session,
+    dossier: Dossier,
+    identity: ChannelIdentity | None,
+    effect: Effect,
+    change: str,
+    at: datetime,
+) -> None:
+    key = f"{effect.name}:{change}"
+    match effect.audience:
+        case Audience.CITIZEN:
+            assert identity is not None
+            queue_for_citizen(session, dossier, identity, key, effect.template,
+                              effect.values, at)  # fmt: skip
+        case Audience.DESK:
+            add_message(session, key=key, channel=Channel.PANEL, recipient=dossier.agency_code,
+                        template=effect.template, values=effect.values, dossier_id=dossier.id,
+                        at=at)  # fmt: skip
+        case Audience.ONESTOP:
+            add_message(session, key=key, channel=Channel.ONESTOP, recipient=dossier.agency_code,
+                        template=effect.template, values=effect.values, dossier_id=dossier.id,
+                        at=at)  # fmt: skip
+            if dossier.onestop_queued_at is None:
+                dossier.onestop_queued_at = at
+                session.add(dossier)
+
+
+def notify_citizen(
+    session: Session,
+    dossier: Dossier,
+    key: str,
+    template: str,
+    values: dict[str, Any],
+    at: datetime,
+) -> bool:
+    """Queue a message to the dossier's citizen on the channel they used, in their language;
+    False when there is nobody to tell (no citizen, no channel) or `key` was queued already."""
+    identity = reply_identity(session, dossier)
+    if identity is None:
+        return False
+    return queue_for_citizen(session, dossier, identity, key, template, values, at)
+
+
+def queue_for_citizen(
+    session: Session,
+    dossier: Dossier,
+    identity: ChannelIdentity,
+    key: str,
+    template: str,
+    values: dict[str, Any],
+    at: datetime,
+) -> bool:
+    return add_message(
+        session,
+        key=key,
+        channel=identity.channel,
+        recipient=identity.external_id,
+        template=template,
+        values={**values, "language": identity.language},
+        dossier_id=dossier.id,
+        citizen_id=dossier.citizen_id,
+        at=at,
+    )
+
+
+def reply_identity(session: Session, dossier: Dossier) -> ChannelIdentity | None:
+    """Where the citizen is told about this dossier: the channel it was submitted on."""
+    if dossier.citizen_id is None:
+        return None
+    return session.execute(
+        select(ChannelIdentity).where(
+            ChannelIdentity.citizen_id == dossier.citizen_id,  # type: ignore[arg-type]
+            ChannelIdentity.channel == dossier.channel,  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
