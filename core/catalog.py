@@ -56,6 +56,11 @@ class DocumentComponent:
     bring_original: bool = False
     optional_with_id_number: bool = False  # in the national population database already
     hint: Text = Text("", "")
+    national_code: str = ""  # MaThanhPhanHoSo in the one-stop system; empty = the same as code
+
+    def __post_init__(self) -> None:
+        if not self.national_code:
+            object.__setattr__(self, "national_code", self.code)
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,7 @@ _PROCEDURE_FIELDS = {
 }  # fmt: skip
 _COMPONENT_FIELDS = {
     "code", "name", "required", "min_files", "max_files", "accepted_kinds", "bring_original",
-    "optional_with_id_number", "hint",
+    "optional_with_id_number", "hint", "national_code",
 }  # fmt: skip
 
 
@@ -334,6 +339,7 @@ def _read_components(rows: Any, reader: _Reader) -> tuple[DocumentComponent, ...
                     row, "optional_with_id_number", bool, where, False
                 ),
                 hint=reader.text(row, "hint", where, required=False),
+                national_code=reader.get(row, "national_code", str, where, ""),
             )
         )
     return tuple(components)

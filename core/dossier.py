@@ -125,7 +125,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         _DESK_OR_ONESTOP,
         "notice.refused",
     ),
-    _t(Action.FORWARD, {Status.ACCEPTED}, Status.PROCESSING, _DESK, None),
+    _t(Action.FORWARD, {Status.ACCEPTED}, Status.PROCESSING, _DESK_OR_ONESTOP, None),
     _t(
         Action.EXTEND,
         {Status.ACCEPTED, Status.PROCESSING},
@@ -145,7 +145,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         Action.WITHDRAW,
         set(AWAITING_DESK) | {Status.SUPPLEMENT_REQUESTED} | _IN_HAND,
         Status.WITHDRAWN,
-        {Actor.CITIZEN},
+        {Actor.CITIZEN, Actor.ONESTOP},  # the citizen may withdraw at the one-stop desk too
         "notice.withdrawn",
     ),
     _t(Action.STOP, _IN_HAND, Status.STOPPED, _DESK_OR_ONESTOP, "notice.stopped"),

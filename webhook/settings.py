@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr
@@ -11,7 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.db import DEFAULT_POOL_SIZE
 
+if TYPE_CHECKING:
+    from core.onestop import ConnectionDefaults
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ONESTOP_AGENCIES = REPO_ROOT / "data" / "onestop" / "agencies.toml"
 DEV_SECRET_KEY = "dev-only-change-me"
 
 
@@ -77,10 +82,19 @@ class Settings(BaseSettings):
     zalo_templates: Path = REPO_ROOT / "data" / "zalo" / "templates.toml"
     zalo_max_per_minute: float = 4000.0  # the OA's limit, about 4,000 requests/min; 0 = none
 
-    # Not yet used: read by the one-stop connector (issue #13).
+    # The province's one-stop information system (docs/onestop.md). The env gives the default
+    # connection of every agency (on when onestop_base_url and onestop_client_id are set); the
+    # agencies file overrides it per agency; the mapping file names the fields on the wire.
     onestop_base_url: str | None = None
-    onestop_api_key: SecretStr | None = None
-    onestop_callback_secret: SecretStr | None = None
+    onestop_token_url: str | None = None  # OAuth2 client credentials; default {base}/token
+    onestop_client_id: str | None = None
+    onestop_client_secret: SecretStr | None = None
+    onestop_callback_secret: SecretStr | None = None  # verifies X-Onestop-Signature
+    onestop_agencies: Path | None = None  # default data/onestop/agencies.toml when present
+    onestop_mapping: Path = REPO_ROOT / "data" / "onestop" / "national.toml"
+    onestop_timeout_seconds: float = Field(default=10.0, gt=0)
+    onestop_file_url_seconds: int = Field(default=86400, gt=0)  # signed file URLs expire
+    onestop_sync_minutes: float = Field(default=0.0, ge=0)  # pull mode interval; 0 = off
 
     # GET /metrics for Prometheus, with `Authorization: Bearer <token>`; unset = no route.
     metrics_token: SecretStr | None = None
@@ -91,6 +105,25 @@ class Settings(BaseSettings):
     @property
     def zalo_enabled(self) -> bool:
         return bool(self.zalo_app_id and self.zalo_oa_secret_key)
+
+    @property
+    def onestop_agencies_file(self) -> Path | None:
+        """The agencies file: the one configured, or the shipped example when it exists."""
+        if self.onestop_agencies is not None:
+            return self.onestop_agencies
+        return DEFAULT_ONESTOP_AGENCIES if DEFAULT_ONESTOP_AGENCIES.exists() else None
+
+    @property
+    def onestop_defaults(self) -> ConnectionDefaults:
+        """The env's part of `core.onestop.load_connections`."""
+        from core.onestop import ConnectionDefaults  # the settings module stays light
+
+        return ConnectionDefaults(
+            mapping=self.onestop_mapping,
+            base_url=self.onestop_base_url,
+            token_url=self.onestop_token_url,
+            client_id=self.onestop_client_id,
+        )
 
     @property
     def zalo_media_host_list(self) -> tuple[str, ...]:

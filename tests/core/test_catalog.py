@@ -138,3 +138,15 @@ def test_text_falls_back_to_vietnamese() -> None:
     assert Text("Hộ tịch", "").get("en") == "Hộ tịch"
     assert Text("Hộ tịch", "Civil status").get("en") == "Civil status"
     assert Text("Hộ tịch", "Civil status").get("vi") == "Hộ tịch"
+
+
+def test_a_component_may_name_its_national_code(tmp_path: Path) -> None:
+    """MaThanhPhanHoSo on the one-stop system; without one, the component's own code."""
+    directory = _copy_demo(tmp_path)
+    path = directory / "procedures" / "khai-sinh.toml"
+    path.write_text(
+        path.read_text().replace('code = "to_khai"', 'code = "to_khai"\nnational_code = "TP-01"', 1)
+    )
+    birth = load_catalog(directory).procedure_by_slug("khai-sinh")
+    assert birth.component("to_khai").national_code == "TP-01"
+    assert birth.component("giay_to_tuy_than").national_code == "giay_to_tuy_than"

@@ -78,7 +78,7 @@ LEGAL: dict[Action, tuple[set[Status], Status, set[Actor], str | None]] = {
         {S.SUBMITTED, S.RESUBMITTED, S.ACCEPTED, S.PROCESSING, S.EXTENDED},
         S.REFUSED, {DESK, ONESTOP}, "notice.refused",
     ),
-    Action.FORWARD: ({S.ACCEPTED}, S.PROCESSING, {DESK}, None),
+    Action.FORWARD: ({S.ACCEPTED}, S.PROCESSING, {DESK, ONESTOP}, None),
     Action.EXTEND: ({S.ACCEPTED, S.PROCESSING}, S.EXTENDED, {DESK, ONESTOP}, "notice.extended"),
     Action.RESULT_READY: (
         {S.ACCEPTED, S.PROCESSING, S.EXTENDED},
@@ -88,7 +88,7 @@ LEGAL: dict[Action, tuple[set[Status], Status, set[Actor], str | None]] = {
     Action.WITHDRAW: (
         {S.SUBMITTED, S.RESUBMITTED, S.SUPPLEMENT_REQUESTED, S.ACCEPTED, S.PROCESSING,
          S.EXTENDED},
-        S.WITHDRAWN, {CITIZEN}, "notice.withdrawn",
+        S.WITHDRAWN, {CITIZEN, ONESTOP}, "notice.withdrawn",
     ),
     Action.STOP: (
         {S.ACCEPTED, S.PROCESSING, S.EXTENDED}, S.STOPPED, {DESK, ONESTOP}, "notice.stopped"
@@ -167,7 +167,7 @@ def test_citizen_cannot_accept_and_officer_cannot_withdraw(
     for status, action, actor in [
         (Status.SUBMITTED, Action.ACCEPT, Actor.CITIZEN),
         (Status.ACCEPTED, Action.WITHDRAW, Actor.DESK_OFFICER),
-        (Status.ACCEPTED, Action.FORWARD, Actor.ONESTOP),
+        (Status.SUBMITTED, Action.ACCEPT, Actor.ONESTOP),  # the desk receives, the system not
     ]:
         with pytest.raises(DossierRuleError) as raised:
             decide(
