@@ -7,6 +7,7 @@ notices are "unreachable" and fall back to SMS where `core.channels` says so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -21,10 +22,13 @@ from bots.delivery import (
     TelegramSender,
     Throttle,
 )
+from bots.onestop import OnestopClient, OnestopSender, make_client, secret_lookup
 from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
+from core.onestop import Connection, file_link
 from core.zalo_templates import load_templates
+from storage.models import DocumentFile
 from webhook.runtime import Runtime
 from webhook.settings import Settings
 
@@ -100,6 +104,31 @@ def _sms(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender |
     )
 
 
+def _onestop(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    """Dossiers to the agencies' one-stop systems (docs/onestop.md); None when no agency of the
+    catalog has one."""
+    settings = runtime.settings
+    if not runtime.flow_rules.onestop:
+        return None
+    key = settings.secret_key.get_secret_value()
+
+    def file_url(file: DocumentFile) -> str:
+        expires = int(time.time()) + settings.onestop_file_url_seconds
+        return file_link(settings.public_base_url, key, str(file.id), expires)
+
+    client_for = onestop_client_for(runtime, client)
+    return OnestopSender(runtime.engine, runtime.catalog, runtime.onestop, client_for, file_url)
+
+
+def onestop_client_for(
+    runtime: Runtime, client: httpx.Client
+) -> Callable[[Connection], OnestopClient]:
+    """Builds the client of an agency's one-stop connection (its secrets from the env)."""
+    secret = secret_lookup(runtime.settings)
+    timeout = runtime.settings.onestop_timeout_seconds
+    return lambda connection: make_client(connection, client, secret, timeout=timeout)
+
+
 def _mailbox(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender:
     return MailboxSender()
 
@@ -111,6 +140,7 @@ SENDERS: dict[Channel, SenderFactory] = {
     Channel.WEB: _mailbox,  # the chat page polls for its messages
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders
+    Channel.ONESTOP: _onestop,  # each agency's one-stop information system
 }
 
 

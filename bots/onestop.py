@@ -16,17 +16,40 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+from sqlalchemy.engine import Engine
 
-from bots.delivery import Rejected, TryLater
+from bots.delivery import DeliveryError, Rejected, TryLater
+from core.calendar import WorkingCalendar
+from core.catalog import Catalog
+from core.dossier import NATIONAL_STATUS_CODE, DossierRuleError, Status
+from core.flows import ONESTOP_CREATE, FlowRules
 from core.onestop import (
     ClientCredentials,
     Connection,
+    Connections,
     OnestopConfigError,
+    OnestopError,
     SessionLogin,
+    dossier_item,
+    progress_item,
+    read_lookup,
 )
+from storage.db import session_scope
+from storage.models import DocumentFile, Dossier
+from storage.onestop import (
+    apply_report,
+    dossier_snapshot,
+    earlier_unsent,
+    forwarded_open_dossiers,
+    progress_of,
+    store_official_code,
+)
+from storage.outbox import Claimed
 
 log = logging.getLogger(__name__)
 
@@ -357,3 +380,143 @@ def _seconds(value: Any, *, default: float) -> float:
     except (TypeError, ValueError):
         return default
     return seconds if seconds > 0 else default
+
+
+# ---------------------------------------------------------------------------- the outbox sender
+
+ORDER_WAIT = 30.0  # seconds a change waits for an earlier one of its dossier to go out first
+
+
+class OnestopSender:
+    """The outbox's sender for `Channel.ONESTOP`: a dossier's create or update (DongBoHoSoMC,
+    the full dossier as it is now, files by signed links) and, for an update, the progress
+    step of the change (CapNhatTienDoHoSoMC), per agency connection. A dossier's changes go out
+    in order: one waits while an earlier one is unsent. An official code in the answer is kept
+    and the citizen told once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: Catalog,
+        connections: Connections,
+        client_for: Callable[[Connection], OnestopClient],
+        file_url: Callable[[DocumentFile], str],
+    ) -> None:
+        self.engine, self.catalog, self.connections = engine, catalog, connections
+        self.client_for, self.file_url = client_for, file_url
+        self._clients: dict[str, OnestopClient] = {}
+
+    def send(self, recipient: str, reply: Any) -> str | None:
+        raise Rejected("onestop: only outbox changes go to the one-stop system")
+
+    def send_notice(self, message: Claimed) -> str | None:
+        dossier_id = message.dossier_id
+        connection = self.connections.get(message.recipient)
+        if dossier_id is None:
+            raise Rejected("onestop: the change names no dossier")
+        if connection is None:
+            raise Rejected(f"onestop: agency {message.recipient} has no one-stop connection")
+        with session_scope(self.engine) as session:
+            waiting = earlier_unsent(session, message.id, dossier_id)
+            if waiting is not None:
+                raise TryLater(f"onestop: an earlier change is {waiting}", retry_after=ORDER_WAIT)
+            dossier = session.get(Dossier, dossier_id)
+            if dossier is None:
+                raise Rejected("onestop: the dossier no longer exists")
+            snapshot = dossier_snapshot(session, dossier, self.catalog, self.file_url)
+            step = progress_of(session, dossier, message.values)
+        mapping = connection.mapping
+        client = self._client(connection)
+        creating = message.template == ONESTOP_CREATE
+        official = client.send_dossier(dossier_item(snapshot, mapping), connection.unit,
+                                       updating=not creating)  # fmt: skip
+        if not creating:
+            client.send_progress([progress_item(step, mapping)])
+        if official and official != snapshot.official_code:
+            with session_scope(self.engine) as session:
+                store_official_code(session, dossier_id, official, datetime.now(UTC))
+        return official
+
+    def _client(self, connection: Connection) -> OnestopClient:
+        client = self._clients.get(connection.agency)
+        if client is None:
+            client = self._clients[connection.agency] = self.client_for(connection)
+        return client
+
+
+# ---------------------------------------------------------------------------- pull mode
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One forwarded dossier as each side sees it (national status codes; None: not found)."""
+
+    code: str
+    ours: int
+    theirs: int | None
+
+
+def compare_statuses(
+    engine: Engine,
+    connections: Connections,
+    agencies: set[str],
+    client_for: Callable[[Connection], OnestopClient],
+) -> list[Comparison]:
+    """Each open forwarded dossier's status here and on the one-stop system (TraCuuHoSo)."""
+    with session_scope(engine) as session:
+        dossiers = [
+            (d.agency_code, d.official_code or d.code, d.code, Status(d.status))
+            for d in forwarded_open_dossiers(session, agencies)
+        ]
+    compared = []
+    for agency, asked, code, status in dossiers:
+        connection = connections.get(agency)
+        if connection is None:
+            continue
+        found = client_for(connection).lookup(asked)
+        theirs = read_lookup(found, connection.mapping).status if found is not None else None
+        compared.append(Comparison(code, NATIONAL_STATUS_CODE[status], theirs))
+    return compared
+
+
+def pull_statuses(
+    engine: Engine,
+    catalog: Catalog,
+    calendar: WorkingCalendar,
+    rules: FlowRules,
+    connections: Connections,
+    client_for: Callable[[Connection], OnestopClient],
+) -> dict[str, str]:
+    """Pull mode (`hcc onestop sync`, the worker's periodic job): ask the system for each open
+    forwarded dossier and apply what changed, through the state machine; a repeat changes
+    nothing. What happened to each dossier that changed or failed, by code."""
+    outcome: dict[str, str] = {}
+    with session_scope(engine) as session:
+        dossiers = [(d.id, d.agency_code, d.official_code or d.code, d.code)
+                    for d in forwarded_open_dossiers(session, set(rules.onestop))]  # fmt: skip
+    for dossier_id, agency, asked, code in dossiers:
+        connection = connections.get(agency)
+        if connection is None:
+            continue
+        try:
+            found = client_for(connection).lookup(asked)
+            if found is None:
+                outcome[code] = "not found on the one-stop system"
+                continue
+            report = read_lookup(found, connection.mapping)
+        except (DeliveryError, OnestopError) as error:
+            outcome[code] = f"not read: {error}"
+            continue
+        try:
+            with session_scope(engine) as session:
+                dossier = session.get(Dossier, dossier_id)
+                assert dossier is not None
+                decisions = apply_report(session, dossier, report, catalog=catalog,
+                                         calendar=calendar, rules=rules,
+                                         at=datetime.now(UTC))  # fmt: skip
+        except DossierRuleError as error:
+            outcome[code] = f"refused: {error.message('en')}"
+            continue
+        if decisions:
+            outcome[code] = " → ".join(d.after.status.value for d in decisions)
+    return outcome

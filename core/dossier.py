@@ -125,7 +125,13 @@ TRANSITIONS: tuple[Transition, ...] = (
         _DESK_OR_ONESTOP,
         "notice.refused",
     ),
-    _t(Action.FORWARD, {Status.ACCEPTED}, Status.PROCESSING, _DESK_OR_ONESTOP, None),
+    _t(
+        Action.FORWARD,
+        {Status.ACCEPTED},
+        Status.PROCESSING,
+        _DESK_OR_ONESTOP,
+        "notice.forwarded",
+    ),
     _t(
         Action.EXTEND,
         {Status.ACCEPTED, Status.PROCESSING},
@@ -315,6 +321,8 @@ def _notice(
                 before.appointment_date.isoformat() if before.appointment_date else None
             )
         case Action.REQUEST_SUPPLEMENT:
+            if before.appointment_date:  # the round moves it (DanhSachHoSoBoSung)
+                values["old_appointment_date"] = before.appointment_date.isoformat()
             values["missing"] = [
                 {
                     "code": m.component,

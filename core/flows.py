@@ -156,6 +156,7 @@ def progress_step(decision: Decision) -> dict[str, Any]:
         "actor": decision.command.actor.value,
         "at": decision.command.at.isoformat(),
         "note": decision.audit_note,
+        "to_status": after.status.value,
         "status": NATIONAL_STATUS_CODE[after.status],
         "appointment_date": after.appointment_date.isoformat() if after.appointment_date else None,
         "old_appointment_date": (

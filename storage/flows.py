@@ -52,9 +52,9 @@ def record_transition(
         forwarded=dossier.onestop_queued_at is not None,
         rules=rules,
     )
-    change = f"{dossier.id}:{event.id}"
+    assert event.id is not None
     for effect in effects:
-        _queue(session, dossier, identity, effect, change, decision.command.at)
+        _queue(session, dossier, identity, effect, event.id, decision.command.at)
     return event
 
 
@@ -64,7 +64,8 @@ def record_transfer(
     """The effects of handing a dossier to another desk (its audit entry is `event`)."""
     identity = reply_identity(session, dossier)
     for effect in transfer_effects(dossier.code, agency, identity is not None):
-        _queue(session, dossier, identity, effect, f"{dossier.id}:{event.id}", event.at)
+        assert event.id is not None
+        _queue(session, dossier, identity, effect, event.id, event.at)
 
 
 def _queue(
@@ -72,10 +73,10 @@ def _queue(
     dossier: Dossier,
     identity: ChannelIdentity | None,
     effect: Effect,
-    change: str,
+    event_id: int,
     at: datetime,
 ) -> None:
-    key = f"{effect.name}:{change}"
+    key = f"{effect.name}:{dossier.id}:{event_id}"
     match effect.audience:
         case Audience.CITIZEN:
             assert identity is not None
@@ -86,8 +87,9 @@ def _queue(
                         template=effect.template, values=effect.values, dossier_id=dossier.id,
                         at=at)  # fmt: skip
         case Audience.ONESTOP:
+            values = {**effect.values, "event_id": event_id}  # who took the step (NguoiXuLy)
             add_message(session, key=key, channel=Channel.ONESTOP, recipient=dossier.agency_code,
-                        template=effect.template, values=effect.values, dossier_id=dossier.id,
+                        template=effect.template, values=values, dossier_id=dossier.id,
                         at=at)  # fmt: skip
             if dossier.onestop_queued_at is None:
                 dossier.onestop_queued_at = at

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         health,
         lookup,
         metrics,
+        onestop,
         sms,
         telegram,
         webchat,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     admin.install(app)
     metrics.install(app, runtime)
     app.include_router(zalo_oauth.router)
+    app.include_router(onestop.router)
     return app
 
 

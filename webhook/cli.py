@@ -1,5 +1,5 @@
 """`hcc` — run the product and operate it: serve, migrate, catalog, staff, worker, telegram,
-zalo."""
+zalo, onestop."""
 
 from __future__ import annotations
 
@@ -55,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     telegram = commands.add_parser("telegram", help="Telegram bot administration")
     telegram.add_argument("action", choices=["setup"], help="register the citizen bot webhook")
 
+    onestop = commands.add_parser("onestop", help="the province's one-stop information system")
+    onestop.add_argument(
+        "action",
+        choices=["sync", "check"],
+        help="sync: apply the system's status of forwarded dossiers (pull mode); "
+        "check: list dossiers whose status differs between the two systems",
+    )
+
     zalo = commands.add_parser("zalo", help="Zalo Official Account administration")
     zalo_actions = zalo.add_subparsers(dest="zalo_action", required=True)
     zalo_actions.add_parser("connect", help="print the consent link for the OA admin (PKCE)")
@@ -76,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "zalo":
         return _zalo(args)
+    if args.command == "onestop":
+        return _onestop(args.action)
     if args.command == "telegram":
         return _telegram_setup()
     if args.command == "serve":
@@ -148,6 +158,38 @@ def _staff(args: argparse.Namespace) -> int:
         runtime.engine.dispose()
     print(render("admin.staff.one_time", "vi", username=username, password=password))
     return 0
+
+
+def _onestop(action: str) -> int:
+    """`hcc onestop sync | check`; 2 when no agency has a one-stop system, 1 when `check`
+    finds a difference."""
+    import httpx
+
+    from bots.channels import onestop_client_for
+    from bots.onestop import compare_statuses, pull_statuses
+    from core.messages import render
+    from webhook.runtime import build_runtime
+
+    runtime = build_runtime(get_settings())
+    agencies = set(runtime.flow_rules.onestop)
+    if not agencies:
+        print(render("onestop.cli.not_configured", "vi"), file=sys.stderr)
+        return 2
+    with httpx.Client(timeout=runtime.settings.onestop_timeout_seconds) as client:
+        client_for = onestop_client_for(runtime, client)
+        if action == "sync":
+            outcome = pull_statuses(runtime.engine, runtime.catalog, runtime.calendar,
+                                    runtime.flow_rules, runtime.onestop, client_for)  # fmt: skip
+            for code, what in outcome.items():
+                print(f"{code}\t{what}")
+            print(render("onestop.cli.synced", "vi", count=len(outcome)))
+            return 0
+        compared = compare_statuses(runtime.engine, runtime.onestop, agencies, client_for)
+    differing = [c for c in compared if c.ours != c.theirs]
+    for c in differing:
+        print(f"{c.code}\t{c.ours}\t{c.theirs if c.theirs is not None else '-'}")
+    print(render("onestop.cli.checked", "vi", count=len(compared), differing=len(differing)))
+    return 1 if differing else 0
 
 
 def _zalo(args: argparse.Namespace) -> int:

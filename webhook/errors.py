@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5  # what a 503 asks the caller to wait: about one database restart
 # Paths whose callers are programs (webhooks, the web chat's and the panel's scripts, probes).
-API_PATHS = ("/webhook/", "/chat/api/", "/admin/stamp", "/healthz")
+API_PATHS = ("/webhook/", "/chat/api/", "/admin/stamp", "/healthz", "/onestop/")
 # The `error` code (and the templates/messages/http.toml key) of each status.
 ERROR_CODES = {
     400: "bad_request",

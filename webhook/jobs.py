@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bots.channels import KEPT_EVENTS, make_senders, process_throttle
+import httpx
+
+from bots.channels import KEPT_EVENTS, make_senders, onestop_client_for, process_throttle
 from bots.delivery import Outcome, Sender, Throttle, deliver, send_owed_replies
+from bots.onestop import pull_statuses
 from bots.zalo import ZaloSender, check_templates_file
 from core.channels import Channel
 from storage.db import session_scope, single_statements
@@ -53,6 +56,7 @@ class Dispatcher:
         self.runtime, self.senders, self.queue = runtime, senders, queue
         self.lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
         self.wake = threading.Event()  # set after a commit that wrote messages: look now
+        self.next_pull: datetime | None = None  # pull mode: when to ask the one-stop systems
 
     def dispatch(self, now: datetime | None = None) -> list[Outcome]:
         """One pass over due messages: what happened to each (inline), or that it was queued."""
@@ -95,7 +99,24 @@ class Dispatcher:
         with session_scope(runtime.engine) as session:
             forget_deliveries(session, now - REPLAY_WINDOW)
         self.answer_stale_albums(now)
+        self.pull_onestop(now)
         return queued
+
+    def pull_onestop(self, now: datetime) -> None:
+        """Pull mode, every ONESTOP_SYNC_MINUTES (0: off), for systems without callbacks."""
+        minutes = self.runtime.settings.onestop_sync_minutes
+        if minutes <= 0 or not self.runtime.flow_rules.onestop:
+            return
+        if self.next_pull is not None and now < self.next_pull:
+            return
+        self.next_pull = now + timedelta(minutes=minutes)
+        runtime = self.runtime
+        with httpx.Client(timeout=runtime.settings.onestop_timeout_seconds) as client:
+            outcome = pull_statuses(runtime.engine, runtime.catalog, runtime.calendar,
+                                    runtime.flow_rules, runtime.onestop,
+                                    onestop_client_for(runtime, client))  # fmt: skip
+        if outcome:
+            log.info("one-stop pull: %s", outcome)
 
     def answer_stale_albums(self, now: datetime) -> int:
         """Albums parked by a web process that died before answering: answer them here, so no

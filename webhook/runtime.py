@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 
 from core.calendar import WorkingCalendar, load_calendar
 from core.catalog import Catalog, load_catalog
-from core.flows import NO_ONESTOP, FlowRules
+from core.flows import NO_ONESTOP, FlowRules, ForwardOn
+from core.onestop import Connections, load_connections
 from storage.db import DatabaseTimeouts, autocommit, make_async_reader, make_engine
 from storage.media import DiskMediaStore, MediaStore
 from webhook.settings import Settings
@@ -29,6 +30,7 @@ class Runtime:
     calendar: WorkingCalendar
     media: MediaStore
     flow_rules: FlowRules = field(default=NO_ONESTOP)  # which agencies forward to a one-stop system
+    onestop: Connections = field(default_factory=Connections)  # how (docs/onestop.md)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -38,6 +40,8 @@ def build_runtime(settings: Settings) -> Runtime:
         pool=settings.database_pool_timeout_seconds,
     )
     engine = make_engine(settings.database_url, timeouts, settings.database_pool_size)
+    catalog = load_catalog(settings.catalog_dir)
+    onestop = load_connections(settings.onestop_agencies_file, settings.onestop_defaults)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -45,7 +49,19 @@ def build_runtime(settings: Settings) -> Runtime:
         async_reader=make_async_reader(
             settings.database_url, timeouts, settings.database_pool_size
         ),
-        catalog=load_catalog(settings.catalog_dir),
+        catalog=catalog,
         calendar=load_calendar(settings.calendar_overrides),
         media=DiskMediaStore(settings.media_dir),
+        flow_rules=flow_rules(catalog, onestop),
+        onestop=onestop,
     )
+
+
+def flow_rules(catalog: Catalog, onestop: Connections) -> FlowRules:
+    """Which of the catalog's agencies send their dossiers to a one-stop system, and when."""
+    forward_on = {}
+    for code in catalog.agencies:
+        connection = onestop.get(code)
+        if connection is not None:
+            forward_on[code] = ForwardOn(connection.forward_on)
+    return FlowRules(forward_on)

@@ -78,7 +78,7 @@ LEGAL: dict[Action, tuple[set[Status], Status, set[Actor], str | None]] = {
         {S.SUBMITTED, S.RESUBMITTED, S.ACCEPTED, S.PROCESSING, S.EXTENDED},
         S.REFUSED, {DESK, ONESTOP}, "notice.refused",
     ),
-    Action.FORWARD: ({S.ACCEPTED}, S.PROCESSING, {DESK, ONESTOP}, None),
+    Action.FORWARD: ({S.ACCEPTED}, S.PROCESSING, {DESK, ONESTOP}, "notice.forwarded"),
     Action.EXTEND: ({S.ACCEPTED, S.PROCESSING}, S.EXTENDED, {DESK, ONESTOP}, "notice.extended"),
     Action.RESULT_READY: (
         {S.ACCEPTED, S.PROCESSING, S.EXTENDED},

@@ -139,10 +139,13 @@ def test_an_accepted_dossier_goes_to_the_onestop_system_once_then_as_updates(
         received_at=MONDAY_9, appointment_date=date(2026, 12, 10),
     )  # fmt: skip
     assert _effects(forwarded, rules=CONNECTED, forwarded=True) == [
-        ("onestop", "onestop", "onestop.update")
+        ("citizen", "notice", "notice.forwarded"),
+        ("onestop", "onestop", "onestop.update"),
     ]
     # Another agency of the same installation has no system: nothing goes there.
-    assert _effects(forwarded, rules=FlowRules({"other": ForwardOn.ACCEPT})) == []
+    assert _effects(forwarded, rules=FlowRules({"other": ForwardOn.ACCEPT})) == [
+        ("citizen", "notice", "notice.forwarded")
+    ]
 
 
 def test_an_agency_may_forward_only_when_the_desk_presses_forward(
@@ -152,7 +155,10 @@ def test_an_agency_may_forward_only_when_the_desk_presses_forward(
     accepted = _decide(procedure, calendar, Status.SUBMITTED, Action.ACCEPT)
     assert _effects(accepted, rules=rules) == [("citizen", "notice", "notice.accepted")]
     forwarded = _decide(procedure, calendar, Status.ACCEPTED, Action.FORWARD)
-    assert _effects(forwarded, rules=rules) == [("onestop", "onestop", "onestop.create")]
+    assert _effects(forwarded, rules=rules) == [
+        ("citizen", "notice", "notice.forwarded"),
+        ("onestop", "onestop", "onestop.create"),
+    ]
     # A dossier refused before it was ever forwarded never reaches the system.
     refused = _decide(procedure, calendar, Status.SUBMITTED, Action.REFUSE)
     assert _effects(refused, rules=rules) == [("citizen", "notice", "notice.refused")]
