@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -47,6 +50,10 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+# A code the one-stop system gave (its format differs by province): letters, digits, . and -
+OFFICIAL_CODE = re.compile(r"[A-Z0-9][A-Z0-9.\-]{3,63}")
+
+
 @router.get("/lookup")
 def lookup_form(
     request: Request, code: str | None = None, lang: str | None = Query(default=None)
@@ -57,6 +64,9 @@ def lookup_form(
             request, "lookup_form.html", {"lang": language, "error": None, "code": ""}
         )
     parsed = parse_code(code)
+    official = code.strip().upper()
+    if parsed is None and OFFICIAL_CODE.fullmatch(official):  # the one-stop system's own code
+        return RedirectResponse(f"/lookup/{quote(official, safe='')}", status_code=303)
     if parsed is None:
         error = render("lookup.bad_code", language, example=usage_reply())
         return templates.TemplateResponse(
