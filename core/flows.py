@@ -135,7 +135,7 @@ def onestop_effects(
     forward_on = rules.forward_on(agency_code)
     if forward_on is None:
         return ()
-    values: dict[str, Any] = {"step": progress_step(decision)}
+    values: dict[str, Any] = {"code": decision.after.code, "step": progress_step(decision)}
     if not forwarded:
         if action is _FORWARD_ACTION[forward_on]:
             return (Effect(Audience.ONESTOP, "onestop", ONESTOP_CREATE, values),)

@@ -241,3 +241,20 @@ def forwarded_open_dossiers(session: Session, agencies: set[str]) -> list[Dossie
             .order_by(col(Dossier.id))
         ).scalars()
     )
+
+
+def forward_failures(session: Session, agency_code: str, limit: int = 20) -> list[OutboxMessage]:
+    """Changes the agency's one-stop system refused or never took (dead letters), newest first:
+    the inbox shows them as their own queue, the deliveries page retries them."""
+    return list(
+        session.execute(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.channel) == Channel.ONESTOP,
+                col(OutboxMessage.recipient) == agency_code,
+                col(OutboxMessage.state) == "dead",
+            )
+            .order_by(col(OutboxMessage.id).desc())
+            .limit(limit)
+        ).scalars()
+    )

@@ -65,6 +65,7 @@ from storage.inbox import (
     read_inbox_async,
 )
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
+from storage.onestop import forward_failures
 from storage.outbox import dead_letters, retry_dead
 from storage.reports import report
 from storage.staff import (
@@ -357,6 +358,14 @@ async def inbox(
                 return read_inbox(session, agency, wanted, calendar, now), waiting
 
         data, feedback = await run_in_threadpool(read_all)
+    failures: list[OutboxMessage] = []
+    if agency in runtime.flow_rules.onestop:  # only where a one-stop system is connected
+
+        def read_failures() -> list[OutboxMessage]:
+            with Session(runtime.reader) as session:
+                return forward_failures(session, agency)
+
+        failures = await run_in_threadpool(read_failures)
     params = {k: v for k, v in (("queue", queue), ("procedure", procedure), ("status", status),
                                  ("since", since), ("until", until), ("q", q)) if v}  # fmt: skip
     return _page(
@@ -370,6 +379,7 @@ async def inbox(
         more=data.more,
         feedback=feedback,
         reminders=data.reminders,
+        forward_failures=failures,
         stamp=data.stamp,
         query=urlencode(params),
         statuses=[s for s in Status if s is not Status.DRAFT],
