@@ -739,10 +739,11 @@ def _status_text(c: Conversation, status: PublicStatus) -> str:
     appointment = (
         _t(c, "appointment", date=status.appointment_date) if status.appointment_date else ""
     )
+    code = f"{status.code} ({status.official_code})" if status.official_code else status.code
     return _t(
         c,
         "status",
-        code=status.code,
+        code=code,
         procedure=status.procedure.get(c.lang),
         status=status.status_text(c.lang),
         appointment=appointment,

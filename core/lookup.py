@@ -22,6 +22,7 @@ class PublicStatus:
     status: Status
     submitted_on: date
     appointment_date: date | None
+    official_code: str | None = None  # the one-stop system's code, once it gave one
 
     @property
     def national_status_code(self) -> int:
@@ -36,6 +37,7 @@ class PublicStatus:
     def as_json(self, lang: str = "vi") -> dict[str, Any]:
         return {
             "code": self.code,
+            "official_code": self.official_code,
             "procedure": self.procedure.get(lang),
             "agency": self.agency.get(lang),
             "status": self.status.value,

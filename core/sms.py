@@ -55,7 +55,8 @@ def _fit(parts: list[str]) -> str:
 
 
 def status_reply(status: PublicStatus, lookup_url: str) -> str:
-    parts = [render("sms.status", "vi", code=status.code, status=status.status_text("vi"))]
+    code = status.official_code or status.code  # the province's code once it gave one
+    parts = [render("sms.status", "vi", code=code, status=status.status_text("vi"))]
     if status.appointment_date:
         parts.append(render("sms.appointment", "vi", date=status.appointment_date))
     parts.append(render(f"sms.next.{status.status.value}", "vi"))

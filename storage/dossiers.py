@@ -202,6 +202,7 @@ _PUBLIC_COLUMNS = [
         "status",
         "submitted_at",
         "appointment_date",
+        "official_code",  # the one-stop system's code: public, like ours
     )
 ]
 
@@ -227,7 +228,7 @@ def public_status_params(text: str) -> dict[str, str] | None:
 
 def public_status_from_row(row: Any, catalog: Catalog) -> PublicStatus:
     """Only public columns go in, so only public facts can come out."""
-    code, procedure_code, agency_code, status, submitted_at, appointment_date = row
+    code, procedure_code, agency_code, status, submitted_at, appointment_date, official = row
     return PublicStatus(
         code=code,
         procedure=_name(catalog.procedures, procedure_code),
@@ -235,6 +236,7 @@ def public_status_from_row(row: Any, catalog: Catalog) -> PublicStatus:
         status=Status(status),
         submitted_on=to_local(submitted_at).date(),
         appointment_date=appointment_date,
+        official_code=official,
     )
 
 

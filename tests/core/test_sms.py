@@ -57,6 +57,21 @@ def test_status_reply_always_fits_one_sms(status: Status) -> None:
     assert reply.isascii()
 
 
+def test_status_reply_names_the_one_stop_systems_code_once_known() -> None:
+    official = "H53.99-261123-000123"
+    public = PublicStatus(
+        code=CODE,
+        procedure=Text("Đăng ký khai sinh", "Birth registration"),
+        agency=Text("Trung tâm", "Centre"),
+        status=Status.PROCESSING,
+        submitted_on=date(2026, 11, 23),
+        appointment_date=date(2026, 11, 26),
+        official_code=official,
+    )
+    reply = status_reply(public, f"https://dichvucong.tayninh.gov.vn/lookup/{CODE}")
+    assert reply.startswith(f"HS {official}:") and gsm_length(reply) <= 160
+
+
 def test_to_gsm7_replaces_what_gsm_cannot_carry() -> None:
     assert to_gsm7("“Đã” – xong…") == '"Da" - xong...'
     assert to_gsm7("😀") == "?"

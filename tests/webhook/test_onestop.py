@@ -146,6 +146,7 @@ def test_an_accepted_dossier_is_created_once_with_national_fields_and_fetchable_
         assert c.citizen_notices(dossier_id).count("notice.official_code") == 1
         page = httpx.get(f"{c.base}/lookup", params={"code": official}, follow_redirects=True)
         assert page.status_code == 200 and code in page.text
+        assert f'id="official-code">{official}<' in page.text
         time.sleep(0.5)
         assert c.fake.creates == [code]  # once
 
