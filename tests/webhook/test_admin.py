@@ -263,6 +263,7 @@ def test_each_desk_action_goes_through_the_state_machine_and_queues_a_notice(
         "notice.supplement_requested",
         "notice.accepted",
         "notice.reply",
+        "notice.forwarded",
         "notice.result_ready",
         "notice.returned",
         "notice.rating_request",
