@@ -2,7 +2,9 @@
 answer of a dialogue turn (`bots/telegram_citizen.py`) and by the outbox (`TelegramSender`), so a
 reply looks the same whichever path carries it: long texts split at line breaks, the QR code as
 a photo with the text as its caption, inline buttons on the last message, the share-my-phone
-keyboard when the dialogue asks for a phone number.
+keyboard when the dialogue asks for a phone number, and the send-my-location keyboard when it
+offers to take a location (after the inline buttons, in a message of its own: Telegram puts one
+keyboard on a message).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def telegram_calls(chat_id: int | str, reply: Reply) -> list[BotCall]:
         if index == len(chunks) - 1:
             params["reply_markup"] = markup
         calls.append(BotCall("sendMessage", params))
+    if reply.ask_location and "inline_keyboard" in markup:
+        offer = {"chat_id": chat_id, "text": render("chat.share_location_offer"),
+                 "reply_markup": _location_keyboard()}  # fmt: skip
+        calls.append(BotCall("sendMessage", offer))
     return calls
 
 
@@ -53,12 +59,20 @@ def reply_markup(reply: Reply) -> dict[str, Any]:
         return _contact_keyboard()
     if reply.buttons:
         return _inline_keyboard(reply.buttons)
+    if reply.ask_location:
+        return _location_keyboard()
     return {"remove_keyboard": True}
 
 
 @lru_cache(maxsize=1)
 def _contact_keyboard() -> dict[str, Any]:
     button = {"text": render("chat.share_phone"), "request_contact": True}
+    return {"keyboard": [[button]], "resize_keyboard": True, "one_time_keyboard": True}
+
+
+@lru_cache(maxsize=1)
+def _location_keyboard() -> dict[str, Any]:
+    button = {"text": render("chat.share_location"), "request_location": True}
     return {"keyboard": [[button]], "resize_keyboard": True, "one_time_keyboard": True}
 
 

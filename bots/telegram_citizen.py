@@ -35,6 +35,7 @@ from bots.telegram import BotCall, telegram_calls
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
+from core.geo import location
 from core.messages import render
 from core.replies import Reply
 from storage.db import run_db, session_scope, single_statements
@@ -117,6 +118,9 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
             incoming = Incoming(text=message.caption or "", files=(IncomingFile(data),))
         elif message.text is not None:
             incoming = Incoming(text=message.text)
+        elif message.location is not None:  # "send my location", a venue, a live location
+            point = location(message.location.latitude, message.location.longitude)
+            incoming = Incoming(location=point) if point else Incoming(unsupported=True)
         else:
             incoming = Incoming(unsupported=True)
         return await _turn(runtime, bot, event_update.update_id, chat_id, incoming)

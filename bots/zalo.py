@@ -35,6 +35,7 @@ from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreach
 from core.calendar import VN_TZ
 from core.channels import Contact
 from core.conversation import Incoming, IncomingFile
+from core.geo import Location, location
 from core.messages import render
 from core.phone import normalize_phone
 from core.replies import Button, Reply, split_text
@@ -57,8 +58,10 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "zalo"
 BUTTON_PREFIX = "#hcc:"  # our button payloads: a tap comes back as a text starting with it
+PAGE = "zalo:page:"  # data of the "more" button: zalo:page:<first choice>:<digest>
 TEXT_LIMIT = 2000
 MAX_BUTTONS = 5
+CHOICES_PER_PAGE = MAX_BUTTONS - 1  # and the "more" button
 IMAGE_LIMIT = 1_000_000  # upload/image takes jpg/png up to 1 MB
 RECEIPTS = frozenset({"user_received_message", "user_seen_message"})
 
@@ -176,6 +179,7 @@ class ZaloEvent:
     admin_id: str = ""
     msg_ids: tuple[str, ...] = ()  # receipts
     tracking_id: str = ""  # receipt of a template message: our outbox key
+    page: tuple[int, str] | None = None  # "more" pressed: (first choice, digest of the choices)
 
     def with_files(self, files: Sequence[IncomingFile]) -> Incoming:
         """The turn's input once its attachments are downloaded (a batch is one step)."""
@@ -237,6 +241,10 @@ def translate(event: dict[str, Any]) -> ZaloEvent:
         )
     if name == "user_send_text":
         text = str(message.get("text", ""))
+        if text.startswith(BUTTON_PREFIX + PAGE):  # "more": the current step's choices, again
+            page = _page_wanted(text.removeprefix(BUTTON_PREFIX + PAGE))
+            return ZaloEvent(EventKind.TURN, name, user, delivery, at,
+                             Incoming(button="nav:resume"), page=page)  # fmt: skip
         if text.startswith(BUTTON_PREFIX):
             incoming = Incoming(button=text.removeprefix(BUTTON_PREFIX))
         else:
@@ -247,9 +255,21 @@ def translate(event: dict[str, Any]) -> ZaloEvent:
         if attachments:
             incoming = Incoming(text=str(message.get("text", "")))
             return ZaloEvent(EventKind.TURN, name, user, delivery, at, incoming, attachments)
-    if name.startswith("user_send_"):  # location, sticker, gif, audio, video, link, card…
+    if name == "user_send_location" and (point := _location(message)) is not None:
+        return ZaloEvent(EventKind.TURN, name, user, delivery, at, Incoming(location=point))
+    if name.startswith("user_send_"):  # sticker, gif, audio, video, link, card, a bad location…
         return ZaloEvent(EventKind.TURN, name, user, delivery, at, Incoming(unsupported=True))
     return ZaloEvent(EventKind.IGNORED, name, user, delivery, at)
+
+
+def _page_wanted(rest: str) -> tuple[int, str] | None:
+    start, _, digest = rest.partition(":")
+    if start.isdigit() and len(start) <= 4 and _DIGEST.fullmatch(digest):
+        return int(start), digest
+    return None  # not one of ours: the step's question is asked again, from its first page
+
+
+_DIGEST = re.compile(r"[0-9a-f]{8}")
 
 
 def _delivery_id(event: dict[str, Any], name: str, user: str) -> str:
@@ -273,6 +293,20 @@ def _submitted_info(event: dict[str, Any], message: dict[str, Any]) -> dict[str,
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def _location(message: dict[str, Any]) -> Location | None:
+    """`attachments[] = {"type": "location", "payload": {"coordinates": {"latitude",
+    "longitude"}}}`, the numbers as strings (as seen) or as numbers: both are taken. The place
+    name Zalo may put in `message.text` is not used."""
+    for item in message.get("attachments") or []:
+        if not isinstance(item, dict) or item.get("type") != "location":
+            continue
+        payload = item.get("payload")
+        coordinates = payload.get("coordinates") if isinstance(payload, dict) else None
+        if isinstance(coordinates, dict):
+            return location(coordinates.get("latitude"), coordinates.get("longitude"))
+    return None
 
 
 def _attachments(message: dict[str, Any]) -> list[Attachment]:
@@ -505,6 +539,55 @@ def _oauth_reason(answer: Mapping[str, Any]) -> str:
     return f"{answer.get('error')}: {answer.get('error_description') or answer.get('error_name')}"
 
 
+# ---------------------------------------------------------------------------- choices, a page each
+
+
+def choices_page(reply: Reply, start: int = 0, lang: str = "vi") -> Reply:
+    """The reply as one Zalo message can carry it (5 buttons at most): all its choices when they
+    fit; else 4 of them from `start`, and a "more" button whose tap brings the next ones
+    (`more_choices`). A page after the first is its choices under "Lựa chọn khác (2/3):"."""
+    buttons = [button for row in reply.buttons for button in row]
+    if len(buttons) <= MAX_BUTTONS:
+        return reply
+    starts = _page_starts(len(buttons))
+    index = starts.index(start)
+    end = starts[index + 1] if index + 1 < len(starts) else len(buttons)
+    shown = buttons[start:end]
+    if index + 1 < len(starts):
+        label = render("zalo.more_button", lang, page=index + 2, pages=len(starts))
+        shown.append(Button(label, f"{PAGE}{end}:{_digest(buttons)}"))
+    rows = tuple((button,) for button in shown)
+    if index == 0:
+        return replace(reply, buttons=rows)
+    return Reply(render("zalo.more_choices", lang, page=index + 1, pages=len(starts)), rows)
+
+
+def more_choices(replies: list[Reply], start: int, digest: str, lang: str = "vi") -> list[Reply]:
+    """After "more" was pressed (the dialogue asked its current step's question again): the page
+    from `start` of that question's choices. When the step has moved on since (or the payload is
+    not ours), its question as it is, from its first page."""
+    for reply in replies:
+        buttons = [button for row in reply.buttons for button in row]
+        pages = _page_starts(len(buttons))
+        if len(pages) > 1 and start in pages[1:] and _digest(buttons) == digest:
+            return [choices_page(reply, start, lang)]
+    return replies
+
+
+def _page_starts(count: int) -> list[int]:
+    """Where each page begins: 4 choices and "more" a page, the last page up to 5 choices."""
+    starts = [0]
+    while count - starts[-1] > MAX_BUTTONS:
+        starts.append(starts[-1] + CHOICES_PER_PAGE)
+    return starts
+
+
+def _digest(buttons: Sequence[Button]) -> str:
+    """Names a list of choices in a "more" payload: the next page is shown only of the list the
+    citizen saw, not of another the step shows by then."""
+    return hashlib.sha256("\n".join(b.data for b in buttons).encode()).hexdigest()[:8]
+
+
 # ---------------------------------------------------------------------------- sender
 
 OA_TOKEN_ERRORS = frozenset({-216, -220})
@@ -518,8 +601,9 @@ class ZaloSender:
     and status notices by phone as template messages (`send_template`).
 
     Buttons become `oa.query.hide` buttons whose payload is `BUTTON_PREFIX` + the button's data
-    (a tap comes back as that text). Zalo takes 5 buttons per message: more choices follow in
-    further messages of 5 under a "more choices (2/3)" line, so every choice stays a button.
+    (a tap comes back as that text). Zalo takes 5 buttons per message: a reply with more choices
+    is one message with 4 of them and "Xem thêm", which brings the next ones (`choices_page`),
+    so every choice stays a button and a reply stays one request.
     Errors come with HTTP 200: a refused token is refreshed once and the call retried once."""
 
     def __init__(
@@ -548,18 +632,14 @@ class ZaloSender:
         sent: list[str] = []
         if reply.image_png is not None:
             sent.append(self._send_image(recipient, reply.image_png))
+        reply = choices_page(reply, 0, self.lang)
         buttons = [button for row in reply.buttons for button in row]
-        pages = [buttons[i : i + MAX_BUTTONS] for i in range(0, len(buttons), MAX_BUTTONS)]
         chunks = split_text(reply.text, TEXT_LIMIT)
-        if pages and not chunks:
-            chunks = [render("zalo.more_choices", self.lang, page=1, pages=len(pages))]
+        if buttons and not chunks:  # Zalo wants a text with buttons
+            chunks = [render("zalo.choices", self.lang)]
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
-            text = self._text(chunk, pages[0] if last and pages else [])
-            sent.append(self._message(recipient, text))
-        for number, page in enumerate(pages[1:], start=2):
-            line = render("zalo.more_choices", self.lang, page=number, pages=len(pages))
-            sent.append(self._message(recipient, self._text(line, page)))
+            sent.append(self._message(recipient, self._text(chunk, buttons if last else [])))
         if reply.ask_contact:
             sent.append(self._message(recipient, self._contact_request()))
         return sent[-1] if sent and sent[-1] else None

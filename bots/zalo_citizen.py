@@ -18,7 +18,15 @@ import anyio
 import httpx
 
 from bots.delivery import Sender, send_owed_replies
-from bots.zalo import DownloadRefused, EventKind, TooLarge, ZaloEvent, download, translate
+from bots.zalo import (
+    DownloadRefused,
+    EventKind,
+    TooLarge,
+    ZaloEvent,
+    download,
+    more_choices,
+    translate,
+)
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
@@ -139,7 +147,8 @@ def _turn(runtime: Runtime, event: ZaloEvent, incoming: Incoming) -> OwedReplies
 
 
 def _converse(runtime: Runtime, session: Any, event: ZaloEvent, incoming: Incoming) -> list[Reply]:
-    return converse(
+    """One dialogue turn; after "more" was pressed, the next page of the choices it shows."""
+    replies = converse(
         session,
         channel=CHANNEL,
         external_id=event.user_id,
@@ -150,6 +159,7 @@ def _converse(runtime: Runtime, session: Any, event: ZaloEvent, incoming: Incomi
         public_base_url=runtime.settings.public_base_url,
         rules=runtime.flow_rules,
     )
+    return more_choices(replies, *event.page) if event.page is not None else replies
 
 
 def _owe(runtime: Runtime, event: ZaloEvent, replies: list[Reply]) -> OwedReplies:

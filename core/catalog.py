@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.geo import Location, distance_km, location
 from core.messages import strip_diacritics
 
 AGENCY_KINDS = ("province", "provincial_centre", "department", "commune_centre")
@@ -41,6 +42,7 @@ class Agency:
     parent: str | None
     address: str = ""
     phone: str = ""
+    location: Location | None = None  # where a citizen goes (latitude, longitude), if known
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ class Catalog:
 
     def receiving_agencies(self, procedure: Procedure) -> list[Agency]:
         return [a for a in self.agencies.values() if a.kind == procedure.agency_kind]
+
+    def distances(self, procedure: Procedure, point: Location) -> dict[str, float]:
+        """How far (km) each receiving agency with a known location is from `point`."""
+        return {
+            a.code: distance_km(point, a.location)
+            for a in self.receiving_agencies(procedure)
+            if a.location is not None
+        }
 
     def search(self, text: str) -> list[Procedure]:
         """Procedures matching the words typed, with or without diacritics; best first."""
@@ -202,7 +212,7 @@ def _load_toml(path: Path, reader: _Reader) -> dict[str, Any] | None:
     return None
 
 
-_AGENCY_FIELDS = {"code", "name", "kind", "parent", "address", "phone"}
+_AGENCY_FIELDS = {"code", "name", "kind", "parent", "address", "phone", "location"}
 
 
 def _read_agencies(path: Path, reader: _Reader) -> dict[str, Agency]:
@@ -234,6 +244,7 @@ def _read_agencies(path: Path, reader: _Reader) -> dict[str, Agency]:
             parent=row.get("parent"),
             address=reader.get(row, "address", str, where, ""),
             phone=reader.get(row, "phone", str, where, ""),
+            location=_read_location(row, where, reader),
         )
     roots = [a for a in agencies.values() if a.parent is None]
     if len(roots) != 1 or roots[0].kind != "province":
@@ -250,6 +261,19 @@ def _read_agencies(path: Path, reader: _Reader) -> dict[str, Agency]:
             seen.add(current.code)
             current = agencies[current.parent]
     return agencies
+
+
+def _read_location(row: dict[str, Any], where: str, reader: _Reader) -> Location | None:
+    """`location = [latitude, longitude]`, in degrees (optional)."""
+    value = row.get("location")
+    if value is None:
+        return None
+    point = None
+    if isinstance(value, list) and len(value) == 2 and not any(isinstance(v, str) for v in value):
+        point = location(*value)
+    if point is None:
+        reader.problem(f"{where}.location", "must be [latitude, longitude] in degrees")
+    return point
 
 
 _PROCEDURE_FIELDS = {

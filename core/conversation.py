@@ -19,6 +19,7 @@ from core.catalog import Catalog, DocumentComponent, Procedure
 from core.cccd import parse_cccd
 from core.codes import parse_code
 from core.documents import CheckedDocument, DocumentProblem, StorageUnavailable, check_document
+from core.geo import Location, format_km
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
 from core.notices import format_fee
@@ -43,7 +44,8 @@ class Incoming:
     button: str = ""  # data of a pressed button
     files: tuple[IncomingFile, ...] = ()
     phone: str = ""  # a shared contact
-    unsupported: bool = False  # sticker, voice, location… anything this dialogue cannot use
+    location: Location | None = None  # a shared location (latitude, longitude)
+    unsupported: bool = False  # sticker, voice… anything this dialogue cannot use
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Conversation:
     replying: str | None = None  # dossier code whose desk the citizen is writing to
     id_number: str = ""  # kept only when the procedure lets it replace a paper
     offer: dict[str, str] = field(default_factory=dict)  # name and ID read from a CCCD photo
+    near: dict[str, float] = field(default_factory=dict)  # agency → km from a shared location
 
     def to_json(self) -> dict[str, Any]:
         """The state as stored; it shares lists with the conversation, so serialise it at once."""
@@ -137,7 +140,7 @@ class Conversation:
 
     def start_draft(self, procedure: str) -> None:
         self.procedure, self.agency, self.component, self.files = procedure, None, 0, {}
-        self.editing = False
+        self.editing, self.near = False, {}
 
 
 CANCEL_WORDS = {"huy", "/cancel", "cancel", "thoat"}
@@ -166,6 +169,7 @@ def handle(
         return [_enter(c, Step.MENU, catalog)]
     if command in CANCEL_WORDS or command == "nav:cancel":
         c.procedure, c.files, c.supplement, c.supplement_items = None, {}, None, []
+        c.near = {}
         return [Reply(_t(c, "cancelled")), _enter(c, Step.MENU, catalog)]
     if command in BACK_WORDS or command == "nav:back":
         return [_back(c, catalog)]
@@ -180,6 +184,8 @@ def handle(
         return _on_menu(c, incoming, catalog, backoffice)
     if incoming.unsupported:
         return [Reply(_t(c, "unsupported")), _prompt(c, catalog)]
+    if incoming.location is not None and not STEPS[c.step].takes_location:
+        return [Reply(_t(c, "location_not_here")), _prompt(c, catalog)]
     return STEPS[c.step].handle(c, incoming, catalog, backoffice)
 
 
@@ -331,21 +337,39 @@ def _on_requirements(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoff
 
 
 def _agency_choice(c: Conversation, catalog: Catalog) -> Reply:
-    procedure = catalog.procedure(c.procedure or "")
-    rows = tuple(
-        (Button(a.name.get(c.lang), f"agency:{a.code}"),)
-        for a in catalog.receiving_agencies(procedure)
-    )
-    return Reply(_t(c, "choose_agency"), (*rows, (_button(c, "back", "nav:back"),)))
+    """The receiving agencies as buttons; after a shared location, nearest first with their
+    distances (agencies without a known location last), else the catalog's order and an offer
+    to share one."""
+    agencies = catalog.receiving_agencies(catalog.procedure(c.procedure or ""))
+    back = (_button(c, "back", "nav:back"),)
+    if not c.near:
+        rows = tuple((Button(a.name.get(c.lang), f"agency:{a.code}"),) for a in agencies)
+        return Reply(_t(c, "choose_agency"), (*rows, back), ask_location=True)
+    far = max(c.near.values()) + 1
+    agencies.sort(key=lambda a: c.near.get(a.code, far))  # stable: ties keep the catalog's order
+    lines = [
+        _t(c, "agency_near", index=n, name=a.name.get(c.lang),
+           km=format_km(c.near[a.code], c.lang))
+        if a.code in c.near else _t(c, "agency_unplaced", index=n, name=a.name.get(c.lang))
+        for n, a in enumerate(agencies, start=1)
+    ]  # fmt: skip
+    rows = tuple((Button(a.name.get(c.lang), f"agency:{a.code}"),) for a in agencies)
+    return Reply(_t(c, "choose_agency_near", agencies="\n".join(lines)), (*rows, back))
 
 
 def _on_choose_agency(
     c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice
 ) -> list[Reply]:
     procedure = catalog.procedure(c.procedure or "")
+    if i.location is not None:
+        distances = catalog.distances(procedure, i.location)
+        c.near = {code: round(km, 1) for code, km in distances.items()}
+        if not c.near:
+            return [Reply(_t(c, "location_no_agency_places")), _agency_choice(c, catalog)]
+        return [_agency_choice(c, catalog)]
     codes = {a.code for a in catalog.receiving_agencies(procedure)}
     if i.button.startswith("agency:") and i.button[7:] in codes:
-        c.agency = i.button[7:]
+        c.agency, c.near = i.button[7:], {}  # the distances are not kept past the choice
         return _ask_name(c, catalog)
     return [_agency_choice(c, catalog)]
 
@@ -780,11 +804,13 @@ Prompt = Callable[[Conversation, Catalog], Reply]
 
 @dataclass(frozen=True)
 class StepEntry:
-    """Everything one step does; every field is required, so no step lacks a prompt or a back."""
+    """Everything one step does; handle, prompt and back are required, so no step lacks a prompt
+    or a back."""
 
     handle: Handler  # an ordinary input (menu words, cancel, back, reload come before, in `handle`)
     prompt: Prompt  # what it asks: on entering, after back, a reload or an unexpected input
     back: Step | Callable[[Conversation, Catalog], Step]  # where "back" leads
+    takes_location: bool = False  # a shared location is an input here; elsewhere it is refused
 
 
 def _every_step(table: dict[Step, StepEntry]) -> dict[Step, StepEntry]:
@@ -798,7 +824,8 @@ STEPS = _every_step({
     Step.MENU: StepEntry(_on_menu, _menu, back=Step.MENU),
     Step.CHOOSE_PROCEDURE: StepEntry(_on_choose_procedure, _every_procedure, back=Step.MENU),
     Step.REQUIREMENTS: StepEntry(_on_requirements, _requirements, back=Step.CHOOSE_PROCEDURE),
-    Step.CHOOSE_AGENCY: StepEntry(_on_choose_agency, _agency_choice, back=Step.REQUIREMENTS),
+    Step.CHOOSE_AGENCY: StepEntry(_on_choose_agency, _agency_choice, back=Step.REQUIREMENTS,
+                                  takes_location=True),
     Step.NAME: StepEntry(_on_name, _name_prompt, back=Step.REQUIREMENTS),
     Step.PHONE: StepEntry(_on_phone, _phone_prompt, back=Step.NAME),
     Step.DOCUMENTS: StepEntry(_on_documents, _document_prompt, back=_back_from_documents),

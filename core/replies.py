@@ -1,4 +1,5 @@
-"""What a chat channel sends: a text with buttons, an image, a request for the phone number.
+"""What a chat channel sends: a text with buttons, an image, a request for the phone number or
+the location.
 
 Both the dialogue's live answers (`core.conversation`) and the outbox notices (`core.notices`)
 are `Reply`s, so one sender per channel turns either into that channel's messages.
@@ -21,6 +22,7 @@ class Reply:
     buttons: tuple[tuple[Button, ...], ...] = ()
     image_png: bytes | None = None
     ask_contact: bool = False  # show the channel's "share my phone number" button
+    ask_location: bool = False  # offer the channel's "send my location" button, if it has one
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -88,6 +88,7 @@ def reply_to_json(reply: Reply) -> dict[str, Any]:
         "buttons": [[[b.label, b.data] for b in row] for row in reply.buttons],
         "image_png": base64.b64encode(reply.image_png).decode() if reply.image_png else None,
         "ask_contact": reply.ask_contact,
+        "ask_location": reply.ask_location,
     }
 
 
@@ -98,6 +99,7 @@ def reply_from_json(data: dict[str, Any]) -> Reply:
         buttons=tuple(tuple(Button(label, key) for label, key in row) for row in data["buttons"]),
         image_png=base64.b64decode(image) if image else None,
         ask_contact=bool(data.get("ask_contact")),
+        ask_location=bool(data.get("ask_location")),
     )
 
 

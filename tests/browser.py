@@ -14,8 +14,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 
 
 @contextmanager
-def chromium_page() -> Iterator[Any]:
-    """A phone-sized page in headless Chromium; skips (fails under CI) without Chromium."""
+def chromium_page(**context: Any) -> Iterator[Any]:
+    """A phone-sized page in headless Chromium; skips (fails under CI) without Chromium.
+    `context`: more options of Playwright's browser context (a geolocation and its permission)."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -25,7 +26,7 @@ def chromium_page() -> Iterator[Any]:
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = browser.new_context(viewport={"width": 390, "height": 844})
-            yield context.new_page()
+            options = {"viewport": {"width": 390, "height": 844}, **context}
+            yield browser.new_context(**options).new_page()
         finally:
             browser.close()

@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
+from core.geo import location
 from core.notices import notice_reply
 from core.replies import Reply
 from storage.db import run_db, session_scope
@@ -112,10 +113,15 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
     for upload in form.getlist("files"):
         if isinstance(upload, UploadFile):
             files.append(IncomingFile(await upload.read(), upload.filename or ""))
+    point = None
+    if "latitude" in form or "longitude" in form:  # the page's "send my location" button
+        point = location(str(form.get("latitude") or ""), str(form.get("longitude") or ""))
     incoming = Incoming(
         text=str(form.get("text") or "")[:2000],
         button=str(form.get("button") or "")[:64],
         files=tuple(files),
+        location=point,
+        unsupported=point is None and ("latitude" in form or "longitude" in form),
     )
     turn_id = str(form.get("turn") or "")
     delivery = f"{session_id}:{turn_id}" if TURN_ID.fullmatch(turn_id) else None
@@ -175,4 +181,5 @@ def _reply_json(reply: Reply) -> dict[str, Any]:
         "text": reply.text,
         "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in reply.buttons],
         "image": image,
+        "ask_location": reply.ask_location,
     }

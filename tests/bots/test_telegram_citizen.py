@@ -158,6 +158,42 @@ def test_sticker_gets_a_hint_not_a_dead_end(
     assert "chưa hiểu" in fake.sent("sendMessage")[0].params["text"]
 
 
+def test_the_agency_step_offers_the_location_button_and_a_location_sorts_the_centres(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    chat = Updates()
+    post(client, chat.text("/start"))
+    post(client, chat.text("khai sinh"))
+    before = len(fake.sent("sendMessage"))
+    post(client, chat.button("req:start"))
+    choose, offer = fake.sent("sendMessage")[before:]  # one keyboard a message
+    assert "hoặc gửi vị trí của bạn" in choose.params["text"]
+    assert choose.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == (
+        "agency:000.20.01.H53"
+    )
+    assert offer.params["reply_markup"]["keyboard"] == [
+        [{"text": "📍 Gửi vị trí của tôi", "request_location": True}]
+    ]
+    post(client, chat.location(10.54, 106.40))  # near Tân An (hand check: tests/core/test_dialogue)
+    near = fake.sent("sendMessage")[-1].params
+    assert near["text"].splitlines()[1:4] == [
+        "1. Trung tâm Phục vụ hành chính công phường Long An — ~1,5 km",
+        "2. Trung tâm Phục vụ hành chính công xã Hòa Hội — ~89 km",
+        "3. Trung tâm Phục vụ hành chính công phường Tân Ninh — ~92 km",
+    ]
+    keyboard = near["reply_markup"]["inline_keyboard"]
+    assert [row[0]["callback_data"] for row in keyboard] == [
+        "agency:000.20.02.H53", "agency:000.20.03.H53", "agency:000.20.01.H53", "nav:back"
+    ]
+    post(client, chat.button("agency:000.20.02.H53"))
+    assert "Họ và tên người nộp" in last_text(fake)
+    post(client, chat.location(10.54, 106.40))  # not used at the name step: said, asked again
+    texts = [c.params["text"] for c in fake.sent("sendMessage")[-2:]]
+    assert texts[0].startswith("Vị trí chỉ dùng khi chọn nơi nộp hồ sơ")
+    assert "Họ và tên người nộp" in texts[1]
+
+
 def test_hcc_telegram_setup_registers_webhook_and_commands(
     telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

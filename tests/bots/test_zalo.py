@@ -34,8 +34,10 @@ from bots.zalo import (
     ZaloSender,
     ZaloTokens,
     check_templates,
+    choices_page,
     download,
     media_host_allowed,
+    more_choices,
     translate,
     verify,
 )
@@ -166,13 +168,35 @@ def test_a_file_keeps_its_name_and_claimed_size() -> None:
     assert (attachment.kind, attachment.name, attachment.size) == ("file", "don.pdf", 34567)
 
 
-@pytest.mark.parametrize(
-    "make", [lambda e: e.location(11.31, 106.1, "UBND"), lambda e: e.sticker()]
-)
-def test_location_and_sticker_are_unsupported_inputs(make: Any) -> None:
-    event = translate(make(events()))
+def test_a_sticker_is_an_unsupported_input() -> None:
+    event = translate(events().sticker())
     assert event.kind == EventKind.TURN and event.incoming == Incoming(unsupported=True)
     assert event.attachments == ()
+
+
+@pytest.mark.parametrize("as_numbers", [False, True])
+def test_a_location_as_strings_or_as_numbers_is_the_dialogues_location(as_numbers: bool) -> None:
+    event = translate(events().location(11.2965, 106.1277, "Tòa Thánh", as_numbers=as_numbers))
+    assert event.kind == EventKind.TURN and event.attachments == ()
+    assert event.incoming == Incoming(location=(11.2965, 106.1277))  # the place name is unused
+
+
+@pytest.mark.parametrize(
+    "coordinates",
+    [
+        {"latitude": "abc", "longitude": "106.1"},
+        {"latitude": "91", "longitude": "106.1"},
+        {"latitude": 11.3, "longitude": -181},
+        {"latitude": "nan", "longitude": "106.1"},
+        {"latitude": True, "longitude": 106.1},
+        {"latitude": "11.3"},
+        "11.3,106.1",
+    ],
+)
+def test_a_location_that_is_not_a_point_on_earth_is_an_unsupported_input(coordinates: Any) -> None:
+    event = events().location(11.3, 106.1)
+    event["message"]["attachments"][0]["payload"]["coordinates"] = coordinates
+    assert translate(event).incoming == Incoming(unsupported=True)
 
 
 @pytest.mark.parametrize("shape", ["nested", "flat", "text"])
@@ -375,21 +399,57 @@ def test_a_long_text_is_split_at_2000_characters(wired: Wired) -> None:
     assert {m["recipient"]["user_id"] for m in wired.fake.messages} == {ZALO_USER_ID}
 
 
-def test_buttons_go_as_hidden_query_buttons_five_a_message_and_come_back_as_taps(
-    wired: Wired,
-) -> None:
-    buttons = tuple((Button(f"Thủ tục {i}", f"proc:{i}"),) for i in range(7))
+def test_buttons_go_as_hidden_query_buttons_and_come_back_as_taps(wired: Wired) -> None:
+    buttons = tuple((Button(f"Thủ tục {i}", f"proc:{i}"),) for i in range(5))
     wired.sender().send(ZALO_USER_ID, Reply("Chọn thủ tục:", buttons))
-    first, second = wired.fake.messages
-    assert first["message"]["text"] == "Chọn thủ tục:"
-    sent = first["message"]["attachment"]["payload"]["buttons"]
-    assert [b["type"] for b in sent] == ["oa.query.hide"] * 5
+    (message,) = wired.fake.messages  # five fit in one message
+    assert message["message"]["text"] == "Chọn thủ tục:"
+    sent = message["message"]["attachment"]["payload"]["buttons"]
     assert sent[0] == {"title": "Thủ tục 0", "type": "oa.query.hide", "payload": "#hcc:proc:0"}
-    assert second["message"]["text"] == render("zalo.more_choices", page=2, pages=2)
-    rest = second["message"]["attachment"]["payload"]["buttons"]
-    assert [b["payload"] for b in rest] == ["#hcc:proc:5", "#hcc:proc:6"]
-    tap = translate(events().button(rest[1]["payload"]))
-    assert tap.incoming == Incoming(button="proc:6")
+    assert [b["payload"] for b in sent] == [f"#hcc:proc:{i}" for i in range(5)]
+    tap = translate(events().button(sent[4]["payload"]))
+    assert tap.incoming == Incoming(button="proc:4")
+
+
+def _buttons_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(message["message"]["attachment"]["payload"]["buttons"])
+
+
+def test_more_than_five_choices_are_one_message_with_four_and_more(wired: Wired) -> None:
+    """Twelve choices: pages of 4 + "more", 4 + "more", then the last 4 — each page one message,
+    each choice on exactly one page; "more" comes back as the step's question again, and its
+    page is cut from that."""
+    choices = tuple((Button(f"Nơi {i}", f"agency:{i}"),) for i in range(12))
+    question = Reply("Chọn nơi nộp:", (*choices, (Button("Quay lại", "nav:back"),)))
+    sender, seen = wired.sender(), []
+    sender.send(ZALO_USER_ID, question)
+    for page in (2, 3):
+        (message,) = wired.fake.messages[-1:]
+        *shown, more = _buttons_of(message)
+        assert len(shown) == 4 and more["title"] == f"➕ Xem thêm ({page}/3)"
+        seen += [b["payload"] for b in shown]
+        tap = translate(events().button(more["payload"]))
+        assert tap.incoming == Incoming(button="nav:resume") and tap.page is not None
+        (next_page,) = more_choices([question], *tap.page)  # the dialogue asked it again
+        sender.send(ZALO_USER_ID, next_page)
+    assert len(wired.fake.messages) == 3
+    last = wired.fake.messages[-1]
+    assert last["message"]["text"] == "Lựa chọn khác (3/3):"
+    seen += [b["payload"] for b in _buttons_of(last)]
+    assert seen == [f"#hcc:agency:{i}" for i in range(12)] + ["#hcc:nav:back"]
+    assert wired.fake.messages[0]["message"]["text"] == "Chọn nơi nộp:"
+
+
+def test_more_of_a_list_the_step_no_longer_shows_asks_the_step_again() -> None:
+    six = tuple((Button(str(i), f"menu:{i}"),) for i in range(6))
+    *_, more = choices_page(Reply("Menu", six)).buttons[-1]
+    page = translate(events().button(BUTTON_PREFIX + more.data)).page
+    assert page is not None
+    other = Reply("Chọn thủ tục:", tuple((Button(str(i), f"proc:{i}"),) for i in range(6)))
+    assert more_choices([other], *page) == [other]  # another list by now: its first page
+    assert more_choices([Reply("Menu", six)], page[0] + 1, page[1]) == [Reply("Menu", six)]
+    forged = translate(events().button(f"{BUTTON_PREFIX}zalo:page:4:nothex!!"))
+    assert forged.incoming == Incoming(button="nav:resume") and forged.page is None
 
 
 def test_the_template_type_of_button_messages_is_a_setting(sqlite_url: str) -> None:

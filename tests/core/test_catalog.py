@@ -17,6 +17,8 @@ def test_shipped_demo_province_loads(catalog: Catalog) -> None:
     assert len(catalog.procedures) == 5
     communes = [a for a in catalog.agencies.values() if a.kind == "commune_centre"]
     assert len(communes) == 3
+    assert catalog.agency("000.20.01.H53").location == (11.3105, 106.0988)  # ⚠ approximate
+    assert all(a.location is not None for a in communes)  # the only agencies chosen among
     assert catalog.province.code == "000.00.00.H53"
     assert {a.code for a in catalog.children("000.00.00.H53")} == {
         "000.00.10.H53", "000.00.21.H53", "000.20.01.H53", "000.20.02.H53", "000.20.03.H53",
@@ -88,6 +90,12 @@ def _copy_demo(tmp_path: Path) -> Path:
         ("agencies.toml", 'parent = "000.00.00.H53"\naddress = "Xã',
          'parent = "000.99.99.H53"\naddress = "Xã',
          "agencies.toml: agency[5].parent: '000.99.99.H53' is not a known agency"),
+        ("agencies.toml", "location = [11.3105, 106.0988]", "location = [11.3105]",
+         "agencies.toml: agency[3].location: must be [latitude, longitude] in degrees"),
+        ("agencies.toml", "location = [11.3105, 106.0988]", "location = [106.0988, 11.3105]",
+         "agencies.toml: agency[3].location: must be [latitude, longitude] in degrees"),
+        ("agencies.toml", "location = [11.3105, 106.0988]", 'location = ["11.3105", "106.0988"]',
+         "agencies.toml: agency[3].location: must be [latitude, longitude] in degrees"),
         ("procedures/ly-lich-tu-phap.toml", "[[component]]", "[component_x]\n[[component]]",
          "procedures/ly-lich-tu-phap.toml: component_x: unknown field"),
         ("procedures/khai-sinh.toml", 'code = "1.001193"', 'code = "1.000656"',

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -190,6 +190,18 @@ def test_a_sticker_or_a_reload_asks_the_step_again_and_the_step_goes_on(
     assert visit.answer in said(dialogue.send(visit.then))
 
 
+@pytest.mark.parametrize("step", [s for s in Step if s is not Step.CHOOSE_AGENCY])
+def test_a_location_where_none_is_used_says_so_asks_the_step_again_and_the_step_goes_on(
+    dialogue: Dialogue, step: Step
+) -> None:
+    visit = _arrive(dialogue, step)
+    first, *rest = dialogue.send(Incoming(location=(11.2965, 106.1277)))
+    assert first.text == "Vị trí chỉ dùng khi chọn nơi nộp hồ sơ; bước này cần thông tin dưới đây."
+    assert visit.asks in said(rest) and dialogue.conversation.step == step
+    assert dialogue.conversation.near == {}
+    assert visit.answer in said(dialogue.send(visit.then))
+
+
 @pytest.mark.parametrize("step", list(Step))
 def test_back_leads_to_the_step_before_and_asks_its_question(
     dialogue: Dialogue, step: Step
@@ -273,3 +285,81 @@ def test_supplement_loop(dialogue: Dialogue) -> None:
     dossier = dialogue.backoffice.dossiers[code]
     assert dossier.status == Status.RESUBMITTED and dialogue.conversation.step == Step.MENU
     assert {k: len(v) for k, v in dossier.files.items()} == {"to_khai": 1, "giay_chung_sinh": 2}
+
+
+# ---------------------------------------------------------------------------- a shared location
+
+# Hand-checked (haversine, R = 6,371 km; e.g. to Tân Ninh: 0.0140° of latitude = 1.557 km and
+# 0.0289° of longitude at 11.30° N = 3.151 km, √(1.557² + 3.151²) = 3.51 km). The agencies are at
+# (11.3105, 106.0988) Tân Ninh, (10.5359, 106.4129) Long An, (11.2206, 105.9742) Hòa Hội.
+CAO_DAI_HOLY_SEE = (11.2965, 106.1277)  # Tân Ninh 3.51 km, Hòa Hội 18.75 km, Long An 90.13 km
+NEAR_TAN_AN = (10.5400, 106.4000)  # Long An 1.48 km, Hòa Hội 88.82 km, Tân Ninh 91.77 km
+TAN_NINH, LONG_AN, HOA_HOI = "000.20.01.H53", "000.20.02.H53", "000.20.03.H53"
+
+
+def _agency_buttons(reply: Reply) -> list[str]:
+    return [b.data for row in reply.buttons for b in row]
+
+
+def test_a_location_at_the_agency_step_lists_the_centres_nearest_first(
+    dialogue: Dialogue,
+) -> None:
+    dialogue.send(text(f"/start {BIRTH}"))
+    (question,) = dialogue.send(press("req:start"))
+    assert "hoặc gửi vị trí của bạn" in question.text and question.ask_location
+    (near,) = dialogue.send(Incoming(location=CAO_DAI_HOLY_SEE))
+    assert near.text.splitlines()[1:4] == [
+        "1. Trung tâm Phục vụ hành chính công phường Tân Ninh — ~3,5 km",
+        "2. Trung tâm Phục vụ hành chính công xã Hòa Hội — ~19 km",
+        "3. Trung tâm Phục vụ hành chính công phường Long An — ~90 km",
+    ]
+    assert _agency_buttons(near) == [
+        f"agency:{TAN_NINH}", f"agency:{HOA_HOI}", f"agency:{LONG_AN}", "nav:back"
+    ]
+    assert dialogue.conversation.step == Step.CHOOSE_AGENCY and not near.ask_location
+    (again,) = dialogue.send(RELOAD)  # asked again (Zalo's "more"), the same order
+    assert again == near
+    (elsewhere,) = dialogue.send(Incoming(location=NEAR_TAN_AN))  # sent again from elsewhere
+    assert _agency_buttons(elsewhere)[:3] == [
+        f"agency:{LONG_AN}", f"agency:{HOA_HOI}", f"agency:{TAN_NINH}"
+    ]
+    assert "1. Trung tâm Phục vụ hành chính công phường Long An — ~1,5 km" in elsewhere.text
+    assert "~92 km" in elsewhere.text
+    assert "Họ và tên người nộp" in said(dialogue.send(press(f"agency:{HOA_HOI}")))
+    assert dialogue.conversation.agency == HOA_HOI
+    assert dialogue.conversation.near == {}  # where the citizen was is not kept past the choice
+
+
+def test_distances_are_shown_in_the_citizens_language(dialogue: Dialogue) -> None:
+    dialogue.send(text(f"/start {BIRTH}"))
+    dialogue.send(press("menu:language"))
+    dialogue.send(press("req:start"))
+    (near,) = dialogue.send(Incoming(location=CAO_DAI_HOLY_SEE))
+    assert "1. Tân Ninh Ward Public Administration Service Centre — ~3.5 km" in near.text
+
+
+def test_centres_without_a_known_place_come_last_and_none_known_says_so(
+    catalog: Catalog,
+) -> None:
+    unplaced = {TAN_NINH: None, HOA_HOI: None}
+    agencies = {code: replace(a, location=unplaced.get(code, a.location))
+                for code, a in catalog.agencies.items()}  # fmt: skip
+    dialogue = Dialogue(replace(catalog, agencies=agencies))
+    dialogue.send(text(f"/start {BIRTH}"))
+    dialogue.send(press("req:start"))
+    (near,) = dialogue.send(Incoming(location=CAO_DAI_HOLY_SEE))
+    assert near.text.splitlines()[1:4] == [
+        "1. Trung tâm Phục vụ hành chính công phường Long An — ~90 km",
+        "2. Trung tâm Phục vụ hành chính công phường Tân Ninh — chưa có vị trí",
+        "3. Trung tâm Phục vụ hành chính công xã Hòa Hội — chưa có vị trí",
+    ]
+
+    agencies = {code: replace(a, location=None) for code, a in catalog.agencies.items()}
+    dialogue = Dialogue(replace(catalog, agencies=agencies))
+    dialogue.send(text(f"/start {BIRTH}"))
+    dialogue.send(press("req:start"))
+    sorry, question = dialogue.send(Incoming(location=CAO_DAI_HOLY_SEE))
+    assert "Chưa có vị trí của các nơi tiếp nhận" in sorry.text
+    assert _agency_buttons(question)[:3] == [f"agency:{TAN_NINH}", f"agency:{LONG_AN}",
+                                             f"agency:{HOA_HOI}"]  # fmt: skip
+    assert dialogue.conversation.step == Step.CHOOSE_AGENCY

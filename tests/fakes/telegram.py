@@ -272,6 +272,10 @@ class Updates:
                     "mime_type": mime, "file_size": size}  # fmt: skip
         return self._message(document=document)
 
+    def location(self, latitude: float, longitude: float) -> dict[str, Any]:
+        """What the "send my location" keyboard button sends (floats, as Telegram does)."""
+        return self._message(location={"latitude": latitude, "longitude": longitude})
+
     def sticker(self) -> dict[str, Any]:
         sticker = {"file_id": "st", "file_unique_id": "st", "type": "regular", "width": 512,
                    "height": 512, "is_animated": False, "is_video": False}  # fmt: skip

@@ -514,8 +514,13 @@ class ZaloEvents:
         message = {"msg_id": self._msg_id(), "attachments": [{"type": "file", "payload": payload}]}
         return self._user_event("user_send_file", message)
 
-    def location(self, latitude: float, longitude: float, place: str = "") -> dict[str, Any]:
-        coordinates = {"latitude": str(latitude), "longitude": str(longitude)}
+    def location(
+        self, latitude: float, longitude: float, place: str = "", *, as_numbers: bool = False
+    ) -> dict[str, Any]:
+        """Coordinates as strings, as seen from Zalo; `as_numbers` for the other form (⚠)."""
+        coordinates: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if not as_numbers:
+            coordinates = {"latitude": str(latitude), "longitude": str(longitude)}
         message = {
             "msg_id": self._msg_id(),
             "text": place,

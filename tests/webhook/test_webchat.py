@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -125,6 +126,58 @@ def test_submit_a_dossier_in_chromium(settings: Settings, tmp_path) -> None:  # 
         page.click("#end")
         page.wait_for_selector("text=Xin chào")
         assert "Bổ sung 1/1" not in page.inner_text("#log")
+    app.state.runtime.engine.dispose()
+
+
+def _to_the_agency_step(client: TestClient) -> dict[str, Any]:
+    client.get("/chat")
+    client.post("/chat/api/send", data={"text": "/start"})
+    client.post("/chat/api/send", data={"text": "khai sinh"})
+    (question,) = client.post("/chat/api/send", data={"button": "req:start"}).json()["replies"]
+    return question  # type: ignore[no-any-return]
+
+
+def test_a_location_from_the_page_lists_the_centres_nearest_first(client: TestClient) -> None:
+    question = _to_the_agency_step(client)
+    assert question["ask_location"] is True  # the page shows its "send my location" button
+    sent = {"latitude": "11.2965", "longitude": "106.1277"}  # hand check: tests/core/test_dialogue
+    (near,) = client.post("/chat/api/send", data=sent).json()["replies"]
+    assert near["text"].splitlines()[1] == (
+        "1. Trung tâm Phục vụ hành chính công phường Tân Ninh — ~3,5 km"
+    )
+    assert near["ask_location"] is False
+    assert [row[0]["data"] for row in near["buttons"]][:3] == [
+        "agency:000.20.01.H53", "agency:000.20.03.H53", "agency:000.20.02.H53"
+    ]
+
+
+@pytest.mark.parametrize(
+    "sent", [{"latitude": "abc", "longitude": "106"}, {"latitude": "11.3"},
+             {"latitude": "1" * 5000, "longitude": "106"}]
+)  # fmt: skip
+def test_a_location_that_is_not_one_gets_the_hint_and_changes_nothing(
+    client: TestClient, sent: dict[str, str]
+) -> None:
+    question = _to_the_agency_step(client)
+    hint, again = client.post("/chat/api/send", data=sent).json()["replies"]
+    assert "chưa hiểu loại tin nhắn này" in hint["text"]
+    assert again["buttons"] == question["buttons"]  # the catalog's order: nothing was sorted
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_location_button_of_the_page_sends_the_browsers_location(settings: Settings) -> None:
+    app = create_app(settings)
+    at_tan_an = {"latitude": 10.54, "longitude": 106.40}
+    with live_server(app) as base, chromium_page(geolocation=at_tan_an,
+                                                 permissions=["geolocation"]) as page:  # fmt: skip
+        page.goto(f"{base}/chat")
+        page.wait_for_selector("text=Xin chào")
+        page.click("button[data-action='menu:submit']")
+        page.click("button[data-action^='proc:'] >> text=Đăng ký khai sinh")
+        page.click("button[data-action='req:start'] >> nth=-1")
+        page.click("button.share-location")
+        page.wait_for_selector("text=1. Trung tâm Phục vụ hành chính công phường Long An — ~1,5 km")
     app.state.runtime.engine.dispose()
 
 
