@@ -116,9 +116,12 @@ def test_a_refusal_is_a_dead_letter_with_the_systems_message_on_the_deliveries_p
 
 
 def test_an_update_goes_out_only_after_its_create(settings: Settings) -> None:
+    """The create fails and waits out its backoff; the desk forwards meanwhile, so the update is
+    due first. It waits for the create (the system would refuse an update of a dossier it does
+    not know yet), which fails twice more before it goes out."""
     with connected(settings) as c:
         dossier_id, code, _ = dossier_with_a_photo(c.runtime)
-        c.fake.fail_next(3, "503")
+        c.fake.fail_next(1, "503")
         accept_in_panel(c, code)
         wait_until(lambda: failed_once(c), "the first create did not fail")
         with session_scope(c.runtime.engine) as session:  # the desk forwards it at once
@@ -126,6 +129,9 @@ def test_an_update_goes_out_only_after_its_create(settings: Settings) -> None:
                           Command(Action.FORWARD, Actor.DESK_OFFICER, datetime.now(UTC)),
                           catalog=c.runtime.catalog, calendar=c.runtime.calendar,
                           rules=c.runtime.flow_rules)  # fmt: skip
+        wait_until(lambda: onestop_rows(c.runtime)[-1].last_error is not None,
+                   "the update was not tried while the create waited")  # fmt: skip
+        c.fake.fail_next(2, "503")
         settle(c, lambda: bool(c.fake.progress), "the update never went out")
         time.sleep(0.5)
         answered = [r for r in c.fake.requests if r.service][3:]  # after the three 503s
