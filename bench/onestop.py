@@ -209,6 +209,8 @@ def main() -> None:
           f"{missing} missing, {twice} twice (plus {sum(created.values()) - sum(ours.values())} "
           f"trivial posts)")  # fmt: skip
     assert len(set(codes)) == total and missing == 0 and twice == 0, "lost or sent twice"
+    trivial_posts = sum(created.values()) - sum(ours.values())
+    assert trivial_posts == total, f"only {trivial_posts} of {total} trivial posts arrived"
 
 
 if __name__ == "__main__":
