@@ -21,7 +21,14 @@ from fastapi.responses import JSONResponse, Response
 from bots.onestop import secret_lookup
 from core.dossier import DossierRuleError
 from core.messages import render
-from core.onestop import OnestopError, file_link_valid, read_callback, verify_callback
+from core.onestop import (
+    FieldMapping,
+    OnestopError,
+    StatusReport,
+    file_link_valid,
+    read_callback,
+    verify_callback,
+)
 from storage.db import run_db, session_scope
 from storage.inbound import first_delivery
 from storage.models import DocumentFile
@@ -49,6 +56,37 @@ def callback_secrets(runtime: Runtime) -> dict[str, set[str]]:
     return secrets
 
 
+# A callback as read with one system's field names, and the agencies that use those names.
+Reading = tuple[StatusReport, frozenset[str]]
+
+
+def _readings(runtime: Runtime, agencies: set[str], parsed: Any) -> list[Reading]:
+    """The callback read with the field names of each agency its secret speaks for (one secret
+    may serve systems that name their fields differently): each mapping that reads it, with its
+    agencies; `OnestopError` (the first mapping's complaint) when none does."""
+    by_mapping: list[tuple[FieldMapping, set[str]]] = []
+    for agency in sorted(agencies):
+        connection = runtime.onestop.get(agency)
+        if connection is None:
+            continue
+        for mapping, names in by_mapping:
+            if mapping == connection.mapping:
+                names.add(agency)
+                break
+        else:
+            by_mapping.append((connection.mapping, {agency}))
+    readings: list[Reading] = []
+    first: OnestopError | None = None
+    for mapping, names in by_mapping:
+        try:
+            readings.append((read_callback(parsed, mapping), frozenset(names)))
+        except OnestopError as error:
+            first = first or error
+    if not readings:
+        raise first or OnestopError("not_an_object")
+    return readings
+
+
 @router.post("/webhook/onestop")
 async def onestop_callback(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
@@ -69,9 +107,7 @@ async def onestop_callback(request: Request) -> Response:
         return error_response(request, 401, render("onestop.signature", "vi"))
     try:
         parsed: Any = json.loads(body)
-        mapping = runtime.onestop.get(sorted(agencies)[0])
-        assert mapping is not None
-        report = read_callback(parsed, mapping.mapping)
+        readings = _readings(runtime, agencies, parsed)
     except (ValueError, OnestopError) as error:
         text = error.message("vi") if isinstance(error, OnestopError) else None
         return error_response(request, 400, text or render("onestop.not_json", "vi"))
@@ -79,10 +115,13 @@ async def onestop_callback(request: Request) -> Response:
 
     def apply() -> Response:
         with session_scope(runtime.engine) as session:
-            dossier = find_dossier(session, report.code)
-            if dossier is None or dossier.agency_code not in agencies:
+            for report, names in readings:  # the dossier's agency decides whose words these are
+                dossier = find_dossier(session, report.code)
+                if dossier is not None and dossier.agency_code in names:
+                    break
+            else:
                 return error_response(request, 404, render("onestop.unknown_dossier", "vi",
-                                                           code=report.code))  # fmt: skip
+                                                           code=readings[0][0].code))  # fmt: skip
             if not first_delivery(session, REPLAY_CHANNEL, replay_key):
                 return JSONResponse({"ok": True, "repeated": True})
             try:

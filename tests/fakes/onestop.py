@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import secrets
 import threading
 import time
@@ -369,6 +370,23 @@ class FakeOnestop:
                 return _refuse(-1, message)
         await asyncio.sleep(self.slow_seconds)  # "slow": then carried out, too late
         return None
+
+
+def app_from_env() -> Starlette:
+    """For benchmarks: `uvicorn --factory tests.fakes.onestop:app_from_env`. Nothing kept but
+    the codes created (`GET /_creates`: each create's code, a repeat twice), so a long run does
+    not grow the fake; FAKE_ONESTOP_CLIENT_ID/SECRET are the client credentials."""
+    fake = FakeOnestop(
+        client_id=os.environ.get("FAKE_ONESTOP_CLIENT_ID", CLIENT_ID),
+        client_secret=os.environ.get("FAKE_ONESTOP_CLIENT_SECRET", CLIENT_SECRET),
+    )
+    fake._record = lambda request, body: None  # type: ignore[method-assign]
+
+    async def creates(request: Request) -> Response:
+        return JSONResponse(fake.creates)
+
+    fake.app.add_route("/_creates", creates, methods=["GET"])
+    return fake.app
 
 
 def _refuse(code: int, message: str) -> JSONResponse:
