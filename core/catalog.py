@@ -124,7 +124,9 @@ class Catalog:
         }
 
     def search(self, text: str) -> list[Procedure]:
-        """Procedures matching the words typed, with or without diacritics; best first."""
+        """Procedures matching the words typed, with or without diacritics; best first. A longer
+        message ("… làm thủ tục khai sinh cho con …") finds the procedure it mentions: one of
+        its multi-word keywords, or its name, inside the text."""
         words = _words(text)
         if not words:
             return []
@@ -135,13 +137,21 @@ class Catalog:
             ) | set(_words(" ".join(procedure.keywords)))
             hits = sum(1 for word in words if word in haystack)
             phrase = " ".join(words) in " ".join(_words(procedure.name.vi))
-            if hits * 2 > len(words) or phrase:
-                scored.append((-(hits + 2 * phrase), order, procedure))
+            mentions = [_words(k) for k in (*procedure.keywords, procedure.name.vi)]
+            mentioned = any(len(m) > 1 and _inside(m, words) for m in mentions)
+            if hits * 2 > len(words) or phrase or mentioned:
+                scored.append((-(hits + 2 * phrase + 2 * mentioned), order, procedure))
         return [procedure for *_, procedure in sorted(scored, key=lambda s: s[:2])]
 
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", strip_diacritics(text).lower())
+
+
+def _inside(phrase: list[str], words: list[str]) -> bool:
+    """`phrase` appears in `words` as consecutive words."""
+    n = len(phrase)
+    return any(words[i : i + n] == phrase for i in range(len(words) - n + 1))
 
 
 class CatalogError(ValueError):

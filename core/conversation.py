@@ -328,12 +328,21 @@ def _requirements(c: Conversation, catalog: Catalog) -> Reply:
 
 def _on_requirements(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     if i.button == "req:start":
-        agencies = catalog.receiving_agencies(catalog.procedure(c.procedure or ""))
-        if len(agencies) == 1:
-            c.agency = agencies[0].code
-            return _ask_name(c, catalog)
-        return [_enter(c, Step.CHOOSE_AGENCY, catalog)]
+        return _start_submission(c, catalog)
+    if i.files:  # the screen lists the papers to photograph, so people send the first at once
+        first = catalog.procedure(c.procedure or "").components[0]
+        lines = _keep_files(c, i.files, first, c.files.setdefault(first.code, []), bo)
+        kept = [Reply("\n".join(lines))] if lines else []
+        return [*kept, *_start_submission(c, catalog)]
     return [Reply(_t(c, "press_start")), _requirements(c, catalog)]
+
+
+def _start_submission(c: Conversation, catalog: Catalog) -> list[Reply]:
+    agencies = catalog.receiving_agencies(catalog.procedure(c.procedure or ""))
+    if len(agencies) == 1:
+        c.agency = agencies[0].code
+        return _ask_name(c, catalog)
+    return [_enter(c, Step.CHOOSE_AGENCY, catalog)]
 
 
 def _agency_choice(c: Conversation, catalog: Catalog) -> Reply:
@@ -463,18 +472,28 @@ def _document_prompt(c: Conversation, catalog: Catalog) -> Reply:
     )
     if have:
         text += "\n" + _t(c, "have_files", n=have)
+    return Reply(text, _document_buttons(c, comp))
+
+
+def _document_buttons(c: Conversation, comp: DocumentComponent) -> tuple[tuple[Button, ...], ...]:
+    """Done, skip (an optional paper), back and cancel: on the question and after each batch."""
     rows: list[tuple[Button, ...]] = [(_button(c, "done", "doc:done"),)]
     if not _required(c, comp):
         rows.append((_button(c, "skip", "doc:skip"),))
     rows.append((_button(c, "back", "nav:back"), _button(c, "cancel", "nav:cancel")))
-    return Reply(text, tuple(rows))
+    return tuple(rows)
+
+
+def _supplement_buttons(c: Conversation) -> tuple[tuple[Button, ...], ...]:
+    return ((_button(c, "done", "doc:done"),), (_button(c, "cancel", "nav:cancel"),))
 
 
 def _on_documents(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
     comp = _current_component(c, catalog)
     kept = c.files.setdefault(comp.code, [])
     if i.files:
-        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_component(c, catalog))
+        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_component(c, catalog),
+                              _document_buttons(c, comp))  # fmt: skip
     if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
         if len(kept) < max(comp.min_files, 1 if _required(c, comp) else 0):
             return [Reply(_t(c, "need_more", n=comp.min_files, name=comp.name.get(c.lang)))]
@@ -495,8 +514,25 @@ def _receive_files(
     kept: list[dict[str, Any]],
     bo: Backoffice,
     advance: Callable[[], list[Reply]],
+    buttons: tuple[tuple[Button, ...], ...],
 ) -> list[Reply]:
-    """Check every file of a batch; keep the good ones; answer once for the whole batch."""
+    """Check every file of a batch; keep the good ones; answer once for the whole batch, with
+    the step's own buttons (a refused photo must not take "back" and "cancel" away)."""
+    lines = _keep_files(c, files, comp, kept, bo)
+    if len(kept) >= comp.max_files:
+        return [Reply("\n".join(lines)), *advance()]
+    lines.append(_t(c, "more_or_done"))
+    return [Reply("\n".join(lines), buttons)]
+
+
+def _keep_files(
+    c: Conversation,
+    files: tuple[IncomingFile, ...],
+    comp: DocumentComponent,
+    kept: list[dict[str, Any]],
+    bo: Backoffice,
+) -> list[str]:
+    """The checks every file passes before it is kept for `comp`; what to tell the citizen."""
     problems, accepted = [], 0
     for number, file in enumerate(files, start=1):
         if len(kept) >= comp.max_files:
@@ -520,11 +556,7 @@ def _receive_files(
     lines = []
     if accepted:
         lines.append(_t(c, "files_received", n=accepted, name=comp.name.get(c.lang)))
-    lines += problems
-    if len(kept) >= comp.max_files:
-        return [Reply("\n".join(lines)), *advance()]
-    lines.append(_t(c, "more_or_done"))
-    return [Reply("\n".join(lines), ((_button(c, "done", "doc:done"),),))]
+    return lines + problems
 
 
 def _next_component(c: Conversation, catalog: Catalog) -> list[Reply]:
@@ -619,7 +651,7 @@ def _supplement_prompt(c: Conversation, catalog: Catalog) -> Reply:
         name=comp.name.get(c.lang),
         reason=reason,
     )
-    return Reply(text, ((_button(c, "done", "doc:done"),), (_button(c, "cancel", "nav:cancel"),)))
+    return Reply(text, _supplement_buttons(c))
 
 
 def _on_supplement(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffice) -> list[Reply]:
@@ -627,7 +659,8 @@ def _on_supplement(c: Conversation, i: Incoming, catalog: Catalog, bo: Backoffic
     comp = catalog.procedure(c.procedure or "").component(code)
     kept = c.files.setdefault(code, [])
     if i.files:
-        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_item(c, catalog))
+        return _receive_files(c, i.files, comp, kept, bo, lambda: _next_item(c, catalog),
+                              _supplement_buttons(c))  # fmt: skip
     if i.button == "doc:done" or strip_diacritics(i.text).strip().lower() in ("xong", "done"):
         if not kept:  # everything asked for must come back: that is what the desk needs
             return [Reply(_t(c, "need_more", n=1, name=comp.name.get(c.lang)))]

@@ -51,7 +51,23 @@ def test_search_with_or_without_diacritics(catalog: Catalog, typed: str, slug: s
     assert found and found[0].slug == slug
 
 
+@pytest.mark.parametrize(
+    ("typed", "slug"),
+    [
+        ("Chào anh chị, tôi muốn hỏi về thủ tục khai sinh cho con gái mới sinh", "khai-sinh"),
+        ("Nhà tôi mở tiệm tạp hóa, cần đăng ký hộ kinh doanh thì làm sao ạ?", "ho-kinh-doanh"),
+        ("cho em hoi xin phieu ly lich tu phap o dau vay", "ly-lich-tu-phap"),
+    ],
+)  # fmt: skip
+def test_a_longer_message_finds_the_procedure_it_mentions(
+    catalog: Catalog, typed: str, slug: str
+) -> None:
+    found = catalog.search(typed)
+    assert found and found[0].slug == slug
+
+
 def test_search_for_nonsense_finds_nothing(catalog: Catalog) -> None:
+    assert catalog.search("Tôi muốn hỏi giờ làm việc buổi chiều của trung tâm") == []
     assert catalog.search("xyz abc") == []
     assert catalog.search("  ") == []
 

@@ -261,6 +261,29 @@ def test_submit_with_photos(dialogue: Dialogue) -> None:
     assert len(dialogue.backoffice.dossiers) == 1
 
 
+def test_a_photo_sent_on_the_requirements_screen_starts_and_is_the_first_page(
+    dialogue: Dialogue,
+) -> None:
+    dialogue.transcript([
+        (text(f"/start {BIRTH}"), "Giấy tờ cần chụp"),
+        (photos(1), "Đã nhận 1 ảnh cho “Tờ khai đăng ký khai sinh”"),
+        (press(f"agency:{WARD}"), "Họ và tên người nộp"),
+        (text("Trần Văn Bình"), "Số điện thoại di động"),
+        (text("0987654321"), "Đã nhận 1 tệp cho giấy tờ này."),  # the paper already has it
+        (press("doc:done"), "Giấy tờ 2/3"),
+    ])  # fmt: skip
+    assert {k: len(v) for k, v in dialogue.conversation.files.items()} == {"to_khai": 1}
+
+
+def test_a_refused_photo_keeps_the_steps_buttons(dialogue: Dialogue) -> None:
+    for incoming in TO_DOCUMENTS:
+        dialogue.send(incoming)
+    (answer,) = dialogue.send(Incoming(files=(IncomingFile(images.blurred_jpeg()),)))
+    assert "bị mờ" in answer.text or "mờ" in answer.text
+    pressed = [b.data for row in answer.buttons for b in row]
+    assert pressed == ["doc:done", "nav:back", "nav:cancel"]
+
+
 def test_supplement_loop(dialogue: Dialogue) -> None:
     code = dialogue.backoffice.add_dossier(BIRTH, WARD).code
     dialogue.transcript([
