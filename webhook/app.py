@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from core.messages import render
 from core.notices import render_notice
+from webhook.limits import BodyLimit
 from webhook.runtime import Runtime, build_runtime
 from webhook.settings import REPO_ROOT, Settings, get_settings
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="HCC Intake", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     errors.install(app)
+    app.add_middleware(BodyLimit)
     app.state.runtime = runtime
     app.state.citizen_bot = citizen_bot
     app.state.zalo = zalo_channel
