@@ -15,7 +15,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 
 @contextmanager
 def chromium_page() -> Iterator[Any]:
-    """A phone-sized page in headless Chromium; skips (fails under CI) without Chromium."""
+    """A phone-sized page in headless Chromium; skips (fails under CI) without Chromium.
+
+    Anything the page's Content-Security-Policy blocked (an inline script or style left in a
+    template) fails the test when the page is closed: such a page looks fine and does nothing."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -26,6 +29,17 @@ def chromium_page() -> Iterator[Any]:
         )
         try:
             context = browser.new_context(viewport={"width": 390, "height": 844})
-            yield context.new_page()
+            page = context.new_page()
+            blocked: list[str] = []
+            page.on(
+                "console",
+                lambda message: (
+                    blocked.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
+            yield page
+            assert not blocked, f"blocked by the Content-Security-Policy: {blocked}"
         finally:
             browser.close()

@@ -26,6 +26,13 @@ MAX_SEND_BYTES = 3 * MAX_BYTES + DEFAULT_BODY_LIMIT
 BODY_LIMITS = {"/chat/api/send": MAX_SEND_BYTES}
 
 
+class BodyTooLarge(HTTPException):
+    """The body passed its route's ceiling while it was being read (a route may say more)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
+
+
 def body_limit(path: str) -> int:
     """The most bytes a request body to `path` may have."""
     return BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
@@ -60,7 +67,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise HTTPException(413)
+                    raise BodyTooLarge
             return message
 
         await self.app(scope, counted, send)

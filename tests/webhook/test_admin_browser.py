@@ -21,7 +21,7 @@ from storage.staff import create_staff
 from tests import images
 from tests.browser import chromium_page
 from tests.fakes.telegram import TELEGRAM_SECRET, FakeTelegram, Updates
-from tests.servers import live_server
+from tests.servers import browser_client, live_server
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -165,7 +165,7 @@ def test_a_desk_officers_day_in_chromium(
     assert [n.template for n in notices] == ["notice.supplement_requested", "notice.accepted"]
     assert {n.recipient for n in notices} == {"424242"}
 
-    stranger = httpx.Client(base_url=base, follow_redirects=False)
+    stranger = browser_client(base, follow_redirects=False)
     login = stranger.get("/admin/login")
     token = login.text.split('name="csrf" value="')[1].split('"')[0]
     assert (

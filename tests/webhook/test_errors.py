@@ -37,7 +37,7 @@ def _client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
         database_pool_timeout_seconds=1,
     )
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="https://testserver") as client:
         yield client
     app.state.runtime.engine.dispose()
 
