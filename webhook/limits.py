@@ -22,6 +22,7 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 # One web chat send: each file at most MAX_BYTES (checked while reading, webhook/webchat.py),
 # and all of them together less than ten full-size files — three, plus the form's text fields.
 MAX_SEND_BYTES = 3 * MAX_BYTES + DEFAULT_BODY_LIMIT
+MAX_ROW_ID = 2**63 - 1  # an id in a URL or query fits the database's BIGINT, or is a 422
 # Routes allowed more than the default (exact paths).
 BODY_LIMITS = {"/chat/api/send": MAX_SEND_BYTES}
 

@@ -11,9 +11,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -30,7 +30,7 @@ from storage.intake import converse
 from storage.models import utcnow
 from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
-from webhook.limits import MAX_SEND_BYTES, BodyTooLarge
+from webhook.limits import MAX_ROW_ID, MAX_SEND_BYTES, BodyTooLarge
 from webhook.security import is_https
 from webhook.staff_session import same_origin
 
@@ -245,7 +245,9 @@ class _SendReader:
 
 
 @router.get("/chat/api/updates")
-async def chat_updates(request: Request, runtime: RuntimeDep, after: int = 0) -> JSONResponse:
+async def chat_updates(
+    request: Request, runtime: RuntimeDep, after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0
+) -> JSONResponse:
     """Status pushes delivered to this chat since message `after` (the page polls this)."""
     secret = runtime.settings.secret_key.get_secret_value()
     session_id = _session_id(secret, request.cookies.get(COOKIE))

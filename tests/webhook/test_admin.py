@@ -581,6 +581,101 @@ def test_reports_count_on_time_and_late_and_export_csv(
     assert "Đã nhận" in csv.text and "Đăng ký thành lập hộ kinh doanh" in csv.text
 
 
+@pytest.mark.parametrize(
+    "since, until, format, message",
+    [
+        ("2025-01-01", "2026-01-02", "html", ("admin.reports.period_too_long", 366)),  # 367 days
+        ("2020-01-01", "2026-12-31", "csv", ("admin.reports.period_too_long", 1826)),
+        ("0100-01-01", "2026-12-31", "csv", ("admin.error.bad_date", 0)),  # the probe's 52 MB
+        ("2026-01-01", "9999-12-31", "html", ("admin.error.bad_date", 0)),
+    ],
+)
+def test_a_report_period_is_capped_with_a_vietnamese_message(
+    app_runtime: tuple[TestClient, Runtime],
+    since: str,
+    until: str,
+    format: str,
+    message: tuple[str, int],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    answer = client.get("/admin/reports", params={"since": since, "until": until,
+                                                  "format": format})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/html")
+    key, days = message
+    assert (render(key, "vi", days=days) if days else render(key, "vi")) in answer.text
+    assert 'action="/admin/reports"' in answer.text  # the form, to choose again
+
+
+def test_a_year_of_report_and_five_years_of_csv_are_served(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    year = {"since": "2026-01-01", "until": "2026-12-31"}
+    assert client.get("/admin/reports", params=year).status_code == 200
+    five = {"since": "2022-01-01", "until": "2026-12-31", "format": "csv"}
+    assert client.get("/admin/reports", params=five).status_code == 200
+    reversed_period = {"since": "2026-12-31", "until": "2026-01-01"}
+    answer = client.get("/admin/reports", params=reversed_period)
+    assert answer.status_code == 400
+    assert render("admin.reports.period_reversed", "vi") in answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin?page=99999999999999999999",
+        "/admin?page=0&since=0001-01-01&until=9999-12-31",
+        "/admin?since=9999-12-31",
+        "/admin/reports?since=0001-01-01&until=0001-01-31",
+        "/admin/reports?since=9999-12-01&until=9999-12-31",
+        "/admin/reports?until=9999-12-31",
+        "/admin/deliveries?done=xyz",
+        "/admin/dossiers/{code}?done=xyz",
+        "/admin/dossiers/{code}?done=__class__",
+        "/admin/dossiers/{code}/files/99999999999999999999",
+        "/admin/dossiers/{code}/files/-1",
+        "/chat/api/updates?after=99999999999999999999",
+    ],
+)
+def test_crafted_panel_parameters_never_give_a_500(
+    app_runtime: tuple[TestClient, Runtime], path: str
+) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    client.get("/chat")
+    answer = client.get(path.format(code=code), headers={"Accept": "text/html"})
+    assert answer.status_code in (200, 400, 404, 422), answer.text[:500]
+    if answer.status_code != 200 and not path.startswith("/chat/api/"):
+        assert 'href="/admin"' in answer.text  # the Vietnamese page with a way back
+
+
+def test_a_dossier_extended_to_9999_is_refused_and_says_why(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    dossier_id, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
+        datetime.now(UTC))  # fmt: skip
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk.get(f"/admin/dossiers/{code}")
+    form = {"action": "extend", "reason": "Chờ xác minh", "new_date": "9999-12-31"}
+    answer = desk.post(f"/admin/dossiers/{code}/act", form)
+    assert answer.status_code == 409  # type: ignore[attr-defined]
+    assert "tối đa một năm" in answer.text  # type: ignore[attr-defined]
+    with Session(runtime.engine) as session:
+        dossier = session.get(Dossier, dossier_id)
+        assert dossier is not None and dossier.status == "accepted"
+        assert dossier.appointment_date is not None and dossier.appointment_date.year < 9999
+
+
 def test_hcc_staff_create_prints_a_one_time_password(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
