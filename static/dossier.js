@@ -1,4 +1,5 @@
-// The dossier page: zoom and rotate the photos, fill the reply from a canned reply.
+// The dossier page: zoom and rotate the photos, fill the reply from a canned reply, confirm an
+// extension into another year (2062 typed for 2026).
 function turn(img) {
   const zoom = img.classList.contains("zoomed") ? " scale(2.2)" : "";
   img.style.transform = "rotate(" + (img.dataset.rotation || 0) + "deg)" + zoom;
@@ -14,4 +15,11 @@ document.querySelectorAll(".thumbs button.rotate").forEach(button => button.addE
 const canned = document.getElementById("canned");
 if (canned) canned.addEventListener("change", () => {
   if (canned.value) { document.getElementById("reply-text").value = canned.value; canned.selectedIndex = 0; }
+});
+const extend = document.querySelector("form[data-due-year]");
+if (extend) extend.addEventListener("submit", (event) => {
+  const year = (extend.elements.new_date.value || "").slice(0, 4);
+  if (year && year !== extend.dataset.dueYear && !confirm(extend.dataset.confirmYear.replaceAll("{year}", year))) {
+    event.preventDefault();
+  }
 });
