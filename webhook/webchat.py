@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
@@ -165,7 +166,10 @@ async def read_send(request: Request) -> tuple[dict[str, str], list[IncomingFile
     refused with a sentence the page shows — before more is read."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":  # a text or button without files
-        form = await request.form(max_files=0, max_part_size=MAX_FIELD_BYTES)
+        try:
+            form = await request.form(max_files=0, max_part_size=MAX_FIELD_BYTES)
+        except StarletteHTTPException as error:  # its parser words its refusals in English
+            raise HTTPException(error.status_code) from None
         return {k: v for k, v in form.items() if isinstance(v, str)}, []
     if not params.get(b"boundary"):
         raise HTTPException(400)

@@ -256,3 +256,10 @@ def test_the_page_says_at_most_ten_files_before_sending(settings: Settings, tmp_
         page.wait_for_selector(f"#status >> text={render('webchat.too_many_files', 'vi', n=10)}")
         assert sends == []  # nothing was sent
     app.state.runtime.engine.dispose()
+
+
+def test_an_over_long_text_field_is_refused_in_vietnamese(client: TestClient) -> None:
+    client.get("/chat")
+    answer = client.post("/chat/api/send", data={"text": "a" * 20_000})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "bad_request", "message": render("http.bad_request", "vi")}
