@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
@@ -67,7 +67,7 @@ from storage.inbox import (
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
 from storage.onestop import forward_failures
 from storage.outbox import dead_letters, retry_dead
-from storage.reports import report
+from storage.reports import MAX_CSV_DAYS, MAX_PAGE_DAYS, period_problem, report
 from storage.staff import (
     Login,
     StaffError,
@@ -81,6 +81,7 @@ from storage.staff import (
 )
 from storage.zalo import get_token
 from webhook.app import RuntimeDep, templates, wake_delivery
+from webhook.limits import MAX_ROW_ID
 from webhook.runtime import Runtime
 from webhook.staff_session import (
     COOKIE,
@@ -306,11 +307,24 @@ def password_change(
 # --- inbox ------------------------------------------------------------------------------------
 
 
+# Dates the panel takes in a filter or a form: a crafted 0001-01-01 or 9999-12-31 is ignored.
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+MAX_PAGE = 10_000  # of the inbox: 50 rows a page, far beyond any agency's dossiers
+DONE_NOTICES = {action.value for action in Action} | {"reply"}  # what ?done= may name
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+
+
 def _parse_day(text: str) -> date | None:
     try:
         return date.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+def _filter_day(text: str) -> date | None:
+    """A filter's date; None when missing, not a date, or outside the years the panel serves."""
+    day = _parse_day(text)
+    return day if day is not None and EARLIEST_DAY <= day <= LATEST_DAY else None
 
 
 @router.get("")
@@ -332,8 +346,9 @@ async def inbox(
         return _page(request, "home", staff)
     queue = queue if queue in QUEUES else "new"
     wanted = InboxFilter(
-        queue, procedure, status, _parse_day(since), _parse_day(until), q[:100], max(page, 1)
-    )
+        queue, procedure, status, _filter_day(since), _filter_day(until), q[:100],
+        min(max(page, 1), MAX_PAGE),
+    )  # fmt: skip
     now, calendar = _now(), runtime.calendar
     feedback: list[Feedback] = []
     if runtime.async_reader is not None and queue != "feedback":
@@ -477,7 +492,7 @@ def _dossier_page(
 def dossier_page(
     request: Request, runtime: RuntimeDep, staff: StaffDep, code: str, done: str = ""
 ) -> HTMLResponse:
-    return _dossier_page(request, runtime, staff, code, done=done)
+    return _dossier_page(request, runtime, staff, code, done=done if done in DONE_NOTICES else "")
 
 
 def _command(action: Action, form: FormData, procedure: Any, at: datetime) -> Command:
@@ -561,7 +576,7 @@ def transfer_dossier(
 
 
 @router.get("/dossiers/{code}/files/{file_id}")
-def dossier_file(runtime: RuntimeDep, staff: StaffDep, code: str, file_id: int) -> Response:
+def dossier_file(runtime: RuntimeDep, staff: StaffDep, code: str, file_id: RowId) -> Response:
     """The original photo or PDF, only for staff who may see the dossier; never cached."""
     with Session(runtime.engine) as session:
         view = dossier_view(session, _dossier(session, staff, code))
@@ -700,7 +715,7 @@ def form_page(
 
 @router.post("/feedback/{feedback_id}/answer")
 def feedback_answer(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, feedback_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, feedback_id: RowId
 ) -> Response:
     with session_scope(runtime.engine) as session:
         feedback = session.get(Feedback, feedback_id)
@@ -774,7 +789,7 @@ def staff_create(
 
 @router.post("/staff/{user_id}/reset")
 def staff_reset(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: RowId
 ) -> HTMLResponse:
     scope = _staff_scope(staff)
     with session_scope(runtime.engine) as session:
@@ -821,7 +836,7 @@ def canned_add(request: Request, runtime: RuntimeDep, staff: StaffDep, form: For
 
 
 @router.post("/canned/{reply_id}/delete")
-def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id: int) -> Response:
+def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id: RowId) -> Response:
     with session_scope(runtime.engine) as session:
         reply = session.get(CannedReply, reply_id)
         if reply is None or not staff.can(Permission.MANAGE_CANNED_REPLIES, reply.agency_code):
@@ -848,7 +863,7 @@ def deliveries_page(
 
 @router.post("/deliveries/{message_id}/retry")
 def delivery_retry(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, message_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, message_id: RowId
 ) -> Response:
     with session_scope(runtime.engine) as session:
         if message_id not in {m.id for m in _dead_letters(session, staff)}:
@@ -872,8 +887,17 @@ def reports_page(
     if not staff.can(Permission.VIEW_REPORTS, agency):
         raise HTTPException(403, render("admin.error.forbidden", LANG))
     today = to_local(_now()).date()
-    first = _parse_day(since) or today.replace(day=1)
-    last = _parse_day(until) or today
+    first = _filter_day(since) or today.replace(day=1)
+    last = _filter_day(until) or today
+    if (since and _filter_day(since) is None) or (until and _filter_day(until) is None):
+        error = render("admin.error.bad_date", LANG)
+    else:
+        days = MAX_CSV_DAYS if format == "csv" else MAX_PAGE_DAYS
+        problem = period_problem(first, last, days)
+        error = render(problem.key, LANG, **problem.values) if problem else ""
+    if error:
+        return _page(request, "reports", staff, 400, result=None, since=first, until=last,
+                     agency=agency, agencies=[], error=error)  # fmt: skip
     with Session(runtime.engine) as session:
         result = report(session, runtime.catalog, runtime.calendar, agency, first, last)
     if format == "csv":

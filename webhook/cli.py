@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    from webhook.logs import install_secret_masking
+
+    install_secret_masking(get_settings())  # the worker and every command log through it
     if args.command == "zalo":
         return _zalo(args)
     if args.command == "onestop":

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from webhook.security import is_https
+
 COOKIE = "hcc_staff"
 LOGIN_CSRF_COOKIE = "hcc_login_csrf"
 MAX_AGE = 12 * 60 * 60  # one working day, then sign in again
@@ -74,8 +76,8 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/admin",
+        secure=is_https(request.app.state.runtime.settings.public_base_url),  # not the scheme:
+        path="/admin",  # behind a TLS proxy the app itself is reached over plain http
     )
 
 

@@ -23,7 +23,14 @@ from core.flows import NO_ONESTOP
 from core.messages import render
 from core.staff import Role
 from storage.db import session_scope
-from storage.models import Dossier, OutboxMessage, StaffUser, StatusEvent, ThreadMessage
+from storage.models import (
+    CannedReply,
+    Dossier,
+    OutboxMessage,
+    StaffUser,
+    StatusEvent,
+    ThreadMessage,
+)
 from storage.staff import create_staff
 from tests.dossiers import act, citizen_dossier
 from tests.servers import wait_until
@@ -38,7 +45,7 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 @pytest.fixture
 def app_runtime(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
     app = create_app(settings)
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
         yield client, app.state.runtime
     app.state.runtime.engine.dispose()
 
@@ -126,7 +133,12 @@ def test_first_sign_in_forces_a_password_change(app_runtime: tuple[TestClient, R
     assert done.headers["location"] == "/admin?done=password"  # type: ignore[attr-defined]
     assert client.get("/admin").status_code == 200
     # The session from before the change is over; the one-time password no longer works.
-    stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": old_cookie or ""})
+    stale = TestClient(
+        client.app,
+        base_url="https://testserver",
+        follow_redirects=False,
+        cookies={"hcc_staff": old_cookie or ""},
+    )
     assert stale.get("/admin").headers["location"] == "/admin/login"
     client.cookies.clear()
     assert Desk(client).login("lan.ttphcc", one_time).status_code == 401  # type: ignore[attr-defined]
@@ -453,6 +465,46 @@ def test_canned_replies_fill_their_placeholders(app_runtime: tuple[TestClient, R
     assert f"Chào Nguyễn Văn An, hồ sơ {code} cần bản chính." in page
 
 
+@pytest.mark.parametrize(
+    "text", ["Chào {}", "Hồ sơ {code:d}", "Mã {code:>5000000}", "{0}", "{name.__class__}"]
+)
+def test_a_canned_reply_with_a_format_spec_is_refused_at_save(
+    app_runtime: tuple[TestClient, Runtime], text: str
+) -> None:
+    client, runtime = app_runtime
+    admin = signed_in(
+        client, runtime, "hoa.ttphcc", first_agency(runtime.catalog), Role.AGENCY_ADMIN
+    )
+    admin.get("/admin/canned")
+    refused = admin.post("/admin/canned", {"title": "X", "text": text})
+    assert refused.status_code == 400  # type: ignore[attr-defined]
+    assert render("admin.error.canned_placeholder", "vi") in refused.text  # type: ignore[attr-defined]
+    assert rows(runtime, CannedReply) == []
+
+
+def test_a_bad_stored_canned_reply_breaks_no_dossier_page(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    """Replies stored before the check at save (or by hand): each dossier page still opens,
+    small, the stray braces shown as typed and the known placeholders filled."""
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    agency = first_agency(runtime.catalog)
+    with session_scope(runtime.engine) as session:
+        for number, text in enumerate(
+            ["Chào {}", "Hồ sơ {code:d}", "Mã {code:>5000000}", "{name} {unknown} {code}"]
+        ):
+            session.add(CannedReply(agency_code=agency, title=f"Mẫu {number}", text=text))
+    signed_in(client, runtime, "lan.ttphcc", agency)
+    page = client.get(f"/admin/dossiers/{code}")
+    assert page.status_code == 200
+    assert len(page.content) < 200_000
+    assert "Mã {code:&gt;5000000}" in page.text
+    assert f"Nguyễn Văn An {{unknown}} {code}" in page.text
+
+
 def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) -> None:
     # The web process's own dispatcher runs at start, then only when woken (by the retry).
     app = create_app(settings.model_copy(update={"dispatch_interval_seconds": 3600}))
@@ -463,7 +515,7 @@ def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) 
     )  # fmt: skip
     act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
         datetime.now(UTC))  # fmt: skip
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
 
         def settled() -> bool:  # the dispatcher's pass at start: no Zalo sender, no phone
             return rows(runtime, OutboxMessage)[0].state == "dead"
@@ -475,7 +527,7 @@ def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) 
         desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
         page = desk.get("/admin/deliveries")
         assert code in page.text and "earlier failure" in page.text  # type: ignore[attr-defined]
-        signed_out = TestClient(app, follow_redirects=False).post(
+        signed_out = TestClient(app, base_url="https://testserver", follow_redirects=False).post(
             f"/admin/deliveries/{message.id}/retry"
         )
         assert signed_out.headers["location"] == "/admin/login"
@@ -529,6 +581,101 @@ def test_reports_count_on_time_and_late_and_export_csv(
     csv = client.get("/admin/reports", params={**params, "format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert "Đã nhận" in csv.text and "Đăng ký thành lập hộ kinh doanh" in csv.text
+
+
+@pytest.mark.parametrize(
+    "since, until, format, message",
+    [
+        ("2025-01-01", "2026-01-02", "html", ("admin.reports.period_too_long", 366)),  # 367 days
+        ("2020-01-01", "2026-12-31", "csv", ("admin.reports.period_too_long", 1826)),
+        ("0100-01-01", "2026-12-31", "csv", ("admin.error.bad_date", 0)),  # the probe's 52 MB
+        ("2026-01-01", "9999-12-31", "html", ("admin.error.bad_date", 0)),
+    ],
+)
+def test_a_report_period_is_capped_with_a_vietnamese_message(
+    app_runtime: tuple[TestClient, Runtime],
+    since: str,
+    until: str,
+    format: str,
+    message: tuple[str, int],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    answer = client.get("/admin/reports", params={"since": since, "until": until,
+                                                  "format": format})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/html")
+    key, days = message
+    assert (render(key, "vi", days=days) if days else render(key, "vi")) in answer.text
+    assert 'action="/admin/reports"' in answer.text  # the form, to choose again
+
+
+def test_a_year_of_report_and_five_years_of_csv_are_served(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    year = {"since": "2026-01-01", "until": "2026-12-31"}
+    assert client.get("/admin/reports", params=year).status_code == 200
+    five = {"since": "2022-01-01", "until": "2026-12-31", "format": "csv"}
+    assert client.get("/admin/reports", params=five).status_code == 200
+    reversed_period = {"since": "2026-12-31", "until": "2026-01-01"}
+    answer = client.get("/admin/reports", params=reversed_period)
+    assert answer.status_code == 400
+    assert render("admin.reports.period_reversed", "vi") in answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin?page=99999999999999999999",
+        "/admin?page=0&since=0001-01-01&until=9999-12-31",
+        "/admin?since=9999-12-31",
+        "/admin/reports?since=0001-01-01&until=0001-01-31",
+        "/admin/reports?since=9999-12-01&until=9999-12-31",
+        "/admin/reports?until=9999-12-31",
+        "/admin/deliveries?done=xyz",
+        "/admin/dossiers/{code}?done=xyz",
+        "/admin/dossiers/{code}?done=__class__",
+        "/admin/dossiers/{code}/files/99999999999999999999",
+        "/admin/dossiers/{code}/files/-1",
+        "/chat/api/updates?after=99999999999999999999",
+    ],
+)
+def test_crafted_panel_parameters_never_give_a_500(
+    app_runtime: tuple[TestClient, Runtime], path: str
+) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    client.get("/chat")
+    answer = client.get(path.format(code=code), headers={"Accept": "text/html"})
+    assert answer.status_code in (200, 400, 404, 422), answer.text[:500]
+    if answer.status_code != 200 and not path.startswith("/chat/api/"):
+        assert 'href="/admin"' in answer.text  # the Vietnamese page with a way back
+
+
+def test_a_dossier_extended_to_9999_is_refused_and_says_why(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    dossier_id, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
+        datetime.now(UTC))  # fmt: skip
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk.get(f"/admin/dossiers/{code}")
+    form = {"action": "extend", "reason": "Chờ xác minh", "new_date": "9999-12-31"}
+    answer = desk.post(f"/admin/dossiers/{code}/act", form)
+    assert answer.status_code == 409  # type: ignore[attr-defined]
+    assert "tối đa một năm" in answer.text  # type: ignore[attr-defined]
+    with Session(runtime.engine) as session:
+        dossier = session.get(Dossier, dossier_id)
+        assert dossier is not None and dossier.status == "accepted"
+        assert dossier.appointment_date is not None and dossier.appointment_date.year < 9999
 
 
 def test_hcc_staff_create_prints_a_one_time_password(
