@@ -197,6 +197,11 @@ async def read_send(request: Request) -> tuple[dict[str, str], list[IncomingFile
     return reader.fields, reader.files
 
 
+# The text fields a send may carry (anything else is dropped): what was typed or pressed, the
+# turn's id, a location the page's "send my location" button shared.
+SEND_FIELDS = ("text", "button", "turn", "latitude", "longitude")
+
+
 class _SendReader:
     """python-multipart callbacks that keep the fields and files of one send, refusing as soon
     as a limit is passed (the 11th file at its first byte, a file at its 20 MB + 1st)."""
@@ -254,7 +259,7 @@ class _SendReader:
         if self._filename is not None:
             if self._name == "files" and self._data:
                 self.files.append(IncomingFile(bytes(self._data), self._filename))
-        elif self._name in ("text", "button", "turn"):
+        elif self._name in SEND_FIELDS:
             self.fields[self._name] = self._data.decode("utf-8", "replace")
 
 
