@@ -119,11 +119,13 @@ class AccountEventKind(StrEnum):
 @dataclass(frozen=True)
 class Throttle:
     """A limit on failed sign-ins: the count fades (divided by e every `mean_life_seconds`, so
-    `free` per mean life can go on forever); beyond `free`, each try waits twice as long as the
-    one before, up to `max_wait_seconds`. A progressive delay, not a lock: it ends by itself."""
+    about `free` per mean life can go on forever); beyond `free`, the next try waits
+    `first_wait_seconds` and each further failure doubles the wait, up to `max_wait_seconds`.
+    A progressive delay, not a lock: it ends by itself."""
 
     free: float
     mean_life_seconds: float
+    first_wait_seconds: float = 5.0
     max_wait_seconds: float = 15 * 60
 
     def faded(self, score: float, elapsed_seconds: float) -> float:
@@ -133,7 +135,7 @@ class Throttle:
         """How long after a failure that brought the count to `score` the next try must wait."""
         if score < self.free:
             return 0.0
-        return min(self.max_wait_seconds, 2.0 ** (score - self.free))
+        return min(self.max_wait_seconds, self.first_wait_seconds * 2.0 ** (score - self.free))
 
 
 # One address and one account name: an officer mistyping is not slowed for 5 tries, a guesser is.

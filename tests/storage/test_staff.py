@@ -52,15 +52,15 @@ def test_failures_from_one_address_slow_only_that_address_and_fade(engine: Engin
     assert _try(engine, "lan.ttphcc", "wrong", NOW).result is Login.BAD  # the 5th: waits begin
     assert _kinds(engine) == ["created", "limited"]
     refused = _try(engine, "lan.ttphcc", password, NOW + timedelta(milliseconds=500))
-    assert refused.result is Login.LIMITED and 0 < refused.wait_seconds <= 1
+    assert refused.result is Login.LIMITED and 4 < refused.wait_seconds <= 5
     assert _try(engine, "LAN.ttphcc ", password, NOW, address="10.0.0.7").result is Login.OK
     waits = []
     at = NOW
-    for _ in range(4):  # each failure after its wait doubles the next one
+    for _ in range(4):  # each failure after its wait doubles the next one (less what faded)
         at += timedelta(seconds=_try(engine, "lan.ttphcc", password, at).wait_seconds or 0.001)
         assert _try(engine, "lan.ttphcc", "wrong", at).result is Login.BAD
         waits.append(_try(engine, "lan.ttphcc", password, at).wait_seconds)
-    assert all(later > 1.8 * earlier for earlier, later in itertools.pairwise(waits)), waits
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(waits)), waits
     # An hour later the count has faded: the right password works, and so do 4 more mistakes.
     later = at + timedelta(hours=1)
     assert _try(engine, "lan.ttphcc", password, later).result is Login.OK
