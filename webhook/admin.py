@@ -37,11 +37,12 @@ from core.forms import FORM_NUMBERS, FormFacts, FormStep, build_form, form_png
 from core.messages import render
 from core.qr import lookup_url, qr_png
 from core.staff import (
-    LOCKOUT_MINUTES,
     Permission,
     Role,
     StaffMember,
     can,
+    holds_permissions_of,
+    may_manage_account,
     roles_assignable_by,
 )
 from storage.db import session_scope
@@ -71,13 +72,17 @@ from storage.reports import MAX_CSV_DAYS, MAX_PAGE_DAYS, period_problem, report
 from storage.staff import (
     Login,
     StaffError,
+    account_events,
     authenticate,
     change_password,
+    change_role,
     create_staff,
+    limited_usernames,
     load_staff_async,
     member,
     reset_password,
-    session_fingerprint,
+    sign_out,
+    unlock,
 )
 from storage.zalo import get_token
 from webhook.app import RuntimeDep, templates, wake_delivery
@@ -126,6 +131,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def client_address(request: Request) -> str:
+    """The address a request came from: the peer, or — behind a reverse proxy — the one the
+    proxy names in X-Forwarded-For, which uvicorn applies only for proxies listed in
+    FORWARDED_ALLOW_IPS (`--forwarded-allow-ips`; 127.0.0.1 by default)."""
+    return request.client.host[:64] if request.client else "unknown"
+
+
 async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
     """The signed-in staff member (read on the event loop: every panel request needs it)."""
     secret = runtime.settings.secret_key.get_secret_value()
@@ -139,9 +151,9 @@ async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
     else:  # SQLite: an in-process read, cheaper inline than a thread hop
         with Session(runtime.reader) as session:
             user = session.get(StaffUser, claim.user_id)
-    if user is None or session_fingerprint(user) != claim.fingerprint:
-        raise LoginRequired
-    if user.must_change_password and request.url.path != "/admin/password":
+    if user is None or user.session_generation != claim.generation:
+        raise LoginRequired  # signed out, password changed or reset since the cookie was issued
+    if user.must_change_password and request.url.path not in ("/admin/password", "/admin/logout"):
         raise PasswordChangeRequired
     return Staff(user, csrf_token(secret, cookie or ""))
 
@@ -250,26 +262,43 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
         or not same_origin(request, runtime.settings.public_base_url)
     ):
         raise HTTPException(403, render("admin.error.csrf", LANG))
-    username, password = str(form.get("username") or ""), str(form.get("password") or "")
-    with session_scope(runtime.engine) as session:
-        result, user = authenticate(session, username, password, _now())
-        fingerprint = session_fingerprint(user) if user else ""
-        user_id = user.id if user else None
-    if result is Login.LOCKED:
-        error = render("admin.login.locked", LANG, minutes=LOCKOUT_MINUTES)
-        return _page(request, "login", None, 403, login_csrf=token, error=error, username=username)
+    username = str(form.get("username") or "")[:200]
+    password = str(form.get("password") or "")[:1000]
+    address, limit = client_address(request), runtime.settings.rate_limit_login_per_minute
+
+    def check() -> tuple[Login, int | None, int, float]:
+        with session_scope(runtime.engine) as session:
+            signed = authenticate(session, username, password, _now(), address=address,
+                                  per_minute=limit)  # fmt: skip
+            user = signed.user
+            return (signed.result, user.id if user else None,
+                    user.session_generation if user else 0, signed.wait_seconds)  # fmt: skip
+
+    result, user_id, generation, wait = await run_in_threadpool(check)  # argon2: off the loop
+    if result is Login.LIMITED:
+        seconds = max(int(wait + 0.999), 1)
+        error = render("admin.login.limited", LANG, seconds=seconds)
+        page = _page(request, "login", None, 429, login_csrf=token, error=error, username=username)
+        page.headers["Retry-After"] = str(seconds)
+        return page
     if result is Login.BAD or user_id is None:
         error = render("admin.login.bad", LANG)
         return _page(request, "login", None, 401, login_csrf=token, error=error, username=username)
     response = _redirect("/admin")
     secret = runtime.settings.secret_key.get_secret_value()
-    set_cookie(response, request, COOKIE, issue(secret, user_id, fingerprint), MAX_AGE)
+    set_cookie(response, request, COOKIE, issue(secret, user_id, generation), MAX_AGE)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
     return response
 
 
 @router.post("/logout")
-def logout(form: FormDep) -> Response:
+def logout(request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep) -> Response:
+    """Ends this session and every other one of the account (also before a forced password
+    change: the officer may leave without choosing one)."""
+    with session_scope(runtime.engine) as session:
+        user = session.get(StaffUser, staff.user.id)
+        assert user is not None
+        sign_out(session, user, address=client_address(request))
     response = _redirect("/admin/login")
     response.delete_cookie(COOKIE, path="/admin")
     return response
@@ -293,14 +322,14 @@ def password_change(
         with session_scope(runtime.engine) as session:
             user = session.get(StaffUser, staff.user.id)
             assert user is not None
-            change_password(session, user, current, new)
-            fingerprint = session_fingerprint(user)
+            change_password(session, user, current, new, address=client_address(request))
+            generation = user.session_generation
     except StaffError as error:
         return _page(request, "password", staff, 400, error=render(error.key, LANG))
     response = _redirect("/admin?done=password")
     secret = runtime.settings.secret_key.get_secret_value()
     assert staff.user.id is not None
-    set_cookie(response, request, COOKIE, issue(secret, staff.user.id, fingerprint), MAX_AGE)
+    set_cookie(response, request, COOKIE, issue(secret, staff.user.id, generation), MAX_AGE)
     return response
 
 
@@ -743,20 +772,51 @@ def staff_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLRe
     return _staff_view(request, runtime, staff)
 
 
+@dataclass(frozen=True)
+class AccountRow:
+    """One account on the accounts page and what the viewer may do to it."""
+
+    user: StaffUser
+    limited: bool
+    may_reset: bool  # and be shown the one-time password
+    may_unlock: bool
+    roles: tuple[Role, ...]  # roles it may be given (empty: its role is not the viewer's to change)
+
+
+def _creatable_roles(staff: Staff) -> list[Role]:
+    """Roles of new accounts this person may create in the panel: only those whose one-time
+    password they may see (a system admin: other system admins; `hcc staff create` for the rest)."""
+    m = staff.member
+    return [r for r in roles_assignable_by(m) if holds_permissions_of(m, r, m.agency_code)]
+
+
 def _staff_view(
     request: Request, runtime: Runtime, staff: Staff, status: int = 200, **extra: Any
 ) -> HTMLResponse:
     scope = _staff_scope(staff)
     if scope == []:
         raise HTTPException(403, render("admin.error.forbidden", LANG))
+    m = staff.member
     with Session(runtime.engine) as session:
         query = select(StaffUser).order_by(col(StaffUser.agency_code), col(StaffUser.username))
         if scope is not None:
             query = query.where(col(StaffUser.agency_code).in_(scope))
         accounts = list(session.execute(query).scalars())
+        limited = limited_usernames(session, _now())
+    account_rows = []
+    for user in accounts:
+        manage = user.id != staff.user.id and may_manage_account(
+            m, Role(user.role), user.agency_code
+        )
+        account_rows.append(AccountRow(
+            user, user.username in limited,
+            may_reset=manage and holds_permissions_of(m, Role(user.role), user.agency_code),
+            may_unlock=manage and user.username in limited,
+            roles=roles_assignable_by(m) if manage else (),
+        ))  # fmt: skip
     agencies = [a for a in runtime.catalog.agencies.values() if scope is None or a.code in scope]
-    return _page(request, "staff", staff, status, accounts=accounts, agencies=agencies,
-                 roles=roles_assignable_by(staff.member), now=_now(), **extra)  # fmt: skip
+    return _page(request, "staff", staff, status, accounts=account_rows, agencies=agencies,
+                 roles=_creatable_roles(staff), **extra)  # fmt: skip
 
 
 @router.post("/staff")
@@ -775,11 +835,16 @@ def staff_create(
         or role not in roles_assignable_by(staff.member)
     ):
         raise HTTPException(403, render("admin.error.forbidden", LANG))
+    if not holds_permissions_of(staff.member, role, agency):
+        error = render("admin.error.one_time_elsewhere", LANG)
+        return _staff_view(request, runtime, staff, 403, error=error)
     try:
         with session_scope(runtime.engine) as session:
+            actor = session.get(StaffUser, staff.user.id)
             user, password = create_staff(session, username=str(form.get("username") or ""),
                                           full_name=str(form.get("full_name") or ""),
-                                          agency_code=agency, role=role)  # fmt: skip
+                                          agency_code=agency, role=role, by=actor,
+                                          address=client_address(request))  # fmt: skip
             username = user.username
     except StaffError as error:
         return _staff_view(request, runtime, staff, 400, error=render(error.key, LANG))
@@ -787,20 +852,84 @@ def staff_create(
     return _staff_view(request, runtime, staff, one_time=notice)
 
 
+def _managed_account(session: Session, staff: Staff, user_id: int) -> StaffUser:
+    """An account this person may reset, unlock or change the role of (never their own):
+    404 outside their agencies, 403 for an account above them (an agency admin's peer)."""
+    scope = _staff_scope(staff)
+    user = session.get(StaffUser, user_id)
+    if user is None or scope == [] or (scope is not None and user.agency_code not in scope):
+        raise HTTPException(404, render("admin.error.not_found", LANG))
+    if user.id == staff.user.id or not may_manage_account(
+        staff.member, Role(user.role), user.agency_code
+    ):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    return user
+
+
 @router.post("/staff/{user_id}/reset")
 def staff_reset(
     request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: RowId
 ) -> HTMLResponse:
-    scope = _staff_scope(staff)
+    """A new one-time password, shown only to someone who holds every permission of the account
+    (else nothing changes: the agency admin, or `hcc staff reset` on the server, does it)."""
     with session_scope(runtime.engine) as session:
-        user = session.get(StaffUser, user_id)
-        if user is None or scope == [] or (scope is not None and user.agency_code not in scope):
-            raise HTTPException(404, render("admin.error.not_found", LANG))
-        if Role(user.role) not in roles_assignable_by(staff.member):
-            raise HTTPException(403, render("admin.error.forbidden", LANG))
-        password, username = reset_password(session, user), user.username
+        user = _managed_account(session, staff, user_id)
+        if not holds_permissions_of(staff.member, Role(user.role), user.agency_code):
+            refused = render("admin.error.one_time_elsewhere", LANG)
+        else:
+            refused = ""
+            actor = session.get(StaffUser, staff.user.id)
+            password = reset_password(session, user, by=actor, address=client_address(request))
+            username = user.username
+    if refused:
+        return _staff_view(request, runtime, staff, 403, error=refused)
     notice = render("admin.staff.one_time", LANG, username=username, password=password)
     return _staff_view(request, runtime, staff, one_time=notice)
+
+
+@router.post("/staff/{user_id}/unlock")
+def staff_unlock(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+) -> Response:
+    with session_scope(runtime.engine) as session:
+        user = _managed_account(session, staff, user_id)
+        actor = session.get(StaffUser, staff.user.id)
+        assert actor is not None
+        unlock(session, user, by=actor, address=client_address(request))
+    return _redirect("/admin/staff")
+
+
+@router.post("/staff/{user_id}/role")
+def staff_role(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+) -> Response:
+    try:
+        role = Role(str(form.get("role") or ""))
+    except ValueError:
+        raise HTTPException(400, render("admin.error.forbidden", LANG)) from None
+    if role not in roles_assignable_by(staff.member):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    with session_scope(runtime.engine) as session:
+        user = _managed_account(session, staff, user_id)
+        actor = session.get(StaffUser, staff.user.id)
+        assert actor is not None
+        change_role(session, user, role, by=actor, address=client_address(request))
+    return _redirect("/admin/staff")
+
+
+@router.get("/staff/events")
+def staff_events(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, page: str = "1"
+) -> HTMLResponse:
+    """The account audit log: an agency admin's agency, or every agency for the system admin."""
+    scope = _staff_scope(staff)
+    if scope == []:
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    number = min(max(int(page), 1), 100_000) if page.isdigit() and len(page) < 7 else 1
+    with Session(runtime.engine) as session:
+        events, more = account_events(session, None if scope is None else scope[0], number)
+    return _page(request, "account_events", staff, events=events, page=number, more=more,
+                 to_local=to_local)  # fmt: skip
 
 
 @router.get("/canned")

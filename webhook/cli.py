@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument(
         "--role", default="desk_officer", choices=["desk_officer", "agency_admin", "system_admin"]
     )
-    reset = staff_actions.add_parser("reset", help="a new one-time password (also unlocks)")
+    reset = staff_actions.add_parser(
+        "reset", help="a new one-time password (ends its sessions, lifts sign-in limits)"
+    )
     reset.add_argument("username")
 
     worker = commands.add_parser(

@@ -28,7 +28,7 @@ from core.notices import notice_reply
 from core.replies import Reply
 from storage.db import run_db, session_scope
 from storage.inbound import first_delivery, owe_replies, stored_replies
-from storage.intake import converse
+from storage.intake import converse, detach_identity
 from storage.models import utcnow
 from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
@@ -114,10 +114,20 @@ def _set_cookie(response: Response, public_base_url: str, value: str) -> None:
 
 @router.post("/chat/api/end")
 async def chat_end(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    """ "Finish" on a shared device: the next person gets a new, empty session — they cannot see
-    the previous citizen's conversation or dossiers."""
+    """ "Finish" on a shared device: the session is detached from its citizen on the server, and
+    the next person gets a new, empty session — neither they nor anyone holding a copy of the old
+    cookie can see the previous citizen's conversation, dossiers or notices."""
     if not same_origin(request, runtime.settings.public_base_url):
         return JSONResponse({"error": "cross_site"}, status_code=403)
+    secret = runtime.settings.secret_key.get_secret_value()
+    session_id = _session_id(secret, request.cookies.get(COOKIE))
+    if session_id is not None:
+
+        def detach() -> None:
+            with session_scope(runtime.engine) as session:
+                detach_identity(session, CHANNEL, session_id)
+
+        await run_db(runtime.engine, detach, quick=True)
     response = JSONResponse({"ok": True})
     response.delete_cookie(COOKIE)  # the next page load starts a new session, with a welcome
     return response

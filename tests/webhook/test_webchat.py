@@ -18,7 +18,7 @@ from storage.models import Dossier, InboundEvent
 from tests import images
 from tests.browser import chromium_page
 from tests.dossiers import act, citizen_dossier
-from tests.servers import browser_client, live_server, post_chunked
+from tests.servers import browser_client, live_server, post_chunked, wait_until
 from webhook.app import create_app
 from webhook.limits import MAX_SEND_BYTES
 from webhook.runtime import Runtime
@@ -316,3 +316,23 @@ def test_an_over_long_text_field_is_refused_in_vietnamese(client: TestClient) ->
     answer = client.post("/chat/api/send", data={"text": "a" * 20_000})
     assert answer.status_code == 400
     assert answer.json() == {"error": "bad_request", "message": render("http.bad_request", "vi")}
+
+
+def test_finish_detaches_the_session_so_an_old_cookie_sees_nothing(client: TestClient) -> None:
+    """A copy of the cookie kept from before "Finish" (another tab, a thief) no longer names the
+    citizen: no dossiers in "Hồ sơ của tôi", no status notices."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.get("/chat")
+    old_cookie = client.cookies["hcc_chat"]
+    dossier_id, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar,
+                                       channel="web", external_id=old_cookie.split(".")[0],
+                                       at=datetime.now(UTC))  # fmt: skip
+    component = runtime.catalog.procedure_by_slug("ho-kinh-doanh").components[0].code
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.REQUEST_SUPPLEMENT,
+        datetime.now(UTC), missing=(MissingItem(component, "Ảnh mờ"),))  # fmt: skip
+    wait_until(lambda: client.get("/chat/api/updates").json()["messages"], "notice not delivered")
+    assert client.post("/chat/api/end").status_code == 200
+    thief = TestClient(client.app, cookies={"hcc_chat": old_cookie})
+    assert thief.get("/chat/api/updates").json()["messages"] == []
+    mine = thief.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
+    assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()
