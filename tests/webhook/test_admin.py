@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import zxingcpp
@@ -69,6 +70,11 @@ def new_account(
             session, username=username, full_name=username.title(), agency_code=agency, role=role
         )
     return one_time
+
+
+def app_client(app: Any, **options: Any) -> TestClient:
+    """Another browser on the test app (https: the cookies follow PUBLIC_BASE_URL)."""
+    return TestClient(app, base_url="https://testserver", follow_redirects=False, **options)
 
 
 class Desk:
@@ -199,7 +205,7 @@ def test_hammering_an_account_from_one_address_does_not_keep_its_officer_out(
     the officer signs in from their own address."""
     client, runtime = app_runtime
     one_time = new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
-    attacker = Desk(TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)))
+    attacker = Desk(app_client(client.app, client=("203.0.113.9", 4000)))
     answers = set()
     for name in ("lan.ttphcc", "nobody.ttphcc"):
         for _ in range(int(ACCOUNT_THROTTLE.free) + 1):  # + 1: the count fades while they type
@@ -212,7 +218,7 @@ def test_hammering_an_account_from_one_address_does_not_keep_its_officer_out(
     [(status, text)] = answers  # the right password, too, and the same for a name nobody has
     assert status == 429 and "thử lại sau" in text, text
     assert "hcc_staff" not in attacker.client.cookies
-    officer = Desk(TestClient(client.app, follow_redirects=False, client=("198.51.100.7", 4000)))
+    officer = Desk(app_client(client.app, client=("198.51.100.7", 4000)))
     assert officer.login("lan.ttphcc", one_time).status_code == 303  # type: ignore[attr-defined]
     assert [(e.kind, e.username, e.address) for e in rows(runtime, AccountEvent)][1:] == [
         ("limited", "lan.ttphcc", "203.0.113.9"),
@@ -226,12 +232,12 @@ def test_sign_out_ends_the_session_and_every_other_one(
     client, runtime = app_runtime
     desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
     this_one = client.cookies["hcc_staff"]
-    other = Desk(TestClient(client.app, follow_redirects=False))  # the same officer elsewhere
+    other = Desk(app_client(client.app))  # the same officer elsewhere
     assert other.login("lan.ttphcc", PASSWORD).status_code == 303  # type: ignore[attr-defined]
     other_one = other.client.cookies["hcc_staff"]
     assert desk.post("/admin/logout").headers["location"] == "/admin/login"  # type: ignore[attr-defined]
     for cookie in (this_one, other_one):  # a copied cookie opens nothing any more
-        stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": cookie})
+        stale = app_client(client.app, cookies={"hcc_staff": cookie})
         assert stale.get("/admin").headers["location"] == "/admin/login"
     # An officer who has not chosen their password yet may still leave.
     one_time = new_account(runtime, "minh.ttphcc", first_agency(runtime.catalog))
@@ -241,7 +247,7 @@ def test_sign_out_ends_the_session_and_every_other_one(
     first.get("/admin/password")
     cookie = client.cookies["hcc_staff"]
     assert first.post("/admin/logout").headers["location"] == "/admin/login"  # type: ignore[attr-defined]
-    stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": cookie})
+    stale = app_client(client.app, cookies={"hcc_staff": cookie})
     assert stale.get("/admin/password").headers["location"] == "/admin/login"
 
 
@@ -545,7 +551,7 @@ def test_a_one_time_password_is_shown_only_to_who_holds_the_accounts_permissions
                                       "agency": runtime.catalog.province.code})  # fmt: skip
     assert "Mật khẩu dùng một lần của bao.sotttt" in peer.text  # type: ignore[attr-defined]
     # The agency admin resets an officer (and sees it), not a peer admin.
-    lan_session = Desk(TestClient(client.app, follow_redirects=False))
+    lan_session = Desk(app_client(client.app))
     lan_one_time = new_account(runtime, "minh.ttphcc", agency)
     assert lan_session.login("minh.ttphcc", lan_one_time).status_code == 303  # type: ignore[attr-defined]
     minh_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "minh.ttphcc")
@@ -571,7 +577,7 @@ def test_the_account_log_records_each_event_for_the_agencys_admins(
                                        "role": "desk_officer", "agency": agency})  # fmt: skip
     one_time = re.search(r"minh\.ttphcc: (\S+)", made.text).group(1)  # type: ignore[attr-defined,union-attr]
     minh_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "minh.ttphcc")
-    guesser = Desk(TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)))
+    guesser = Desk(app_client(client.app, client=("203.0.113.9", 4000)))
     for _ in range(int(ACCOUNT_THROTTLE.free) + 1):
         guesser.login("minh.ttphcc", "whatever")
     assert "Mở khóa" in admin.get("/admin/staff").text  # type: ignore[attr-defined]

@@ -332,7 +332,7 @@ def test_finish_detaches_the_session_so_an_old_cookie_sees_nothing(client: TestC
         datetime.now(UTC), missing=(MissingItem(component, "Ảnh mờ"),))  # fmt: skip
     wait_until(lambda: client.get("/chat/api/updates").json()["messages"], "notice not delivered")
     assert client.post("/chat/api/end").status_code == 200
-    thief = TestClient(client.app, cookies={"hcc_chat": old_cookie})
+    thief = TestClient(client.app, base_url="https://testserver", cookies={"hcc_chat": old_cookie})
     assert thief.get("/chat/api/updates").json()["messages"] == []
     mine = thief.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
     assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()
