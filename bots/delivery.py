@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -482,6 +482,27 @@ def _until_recorded(write: Callable[[], T], message_id: int, until: float) -> T:
             )
             time.sleep(pause)
             pause = min(pause * 2, RECORD_MAX_PAUSE)
+
+
+async def send_owed_replies_async(
+    owed: OwedReplies,
+    send: Callable[[Reply], Awaitable[object]],
+    went_out: Callable[[int], Awaitable[None]],
+) -> int:
+    """`send_owed_replies` for a sender on the event loop: the same order, the same record of
+    each reply once it is out (`went_out(count)`), the same handling of failures."""
+    done = owed.sent
+    try:
+        for reply in owed.unsent:
+            await send(reply)
+            done += 1
+            await went_out(done)
+    except TryLater as error:
+        log.warning("replies to %s %s wait: %s", owed.channel, owed.recipient, error)
+    except DeliveryError as error:
+        log.warning("replies to %s %s dropped: %s", owed.channel, owed.recipient, error)
+        await went_out(len(owed.replies))
+    return done - owed.sent
 
 
 def send_owed_replies(engine: Engine, sender: Sender, owed: OwedReplies) -> int:

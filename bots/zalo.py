@@ -11,6 +11,7 @@ setting (`button_template_type`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,11 +28,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
+import anyio
 import httpx
 from PIL import Image
 from sqlalchemy.engine import Engine
 
-from bots.delivery import MAX_INLINE_WAIT, Rejected, Throttle, TryLater, Unreachable
+from bots.delivery import (
+    MAX_INLINE_WAIT,
+    MemoryThrottle,
+    Rejected,
+    Throttle,
+    TryLater,
+    Unreachable,
+)
 from core.calendar import VN_TZ
 from core.channels import Contact
 from core.conversation import Incoming, IncomingFile
@@ -458,6 +468,12 @@ class ZaloTokens:
                 },
             )
 
+    def cached(self) -> str | None:
+        """The token this process holds, if still valid for `margin` more: no I/O."""
+        if self._cached is not None and self._cached.valid_at(self.clock(), self.margin):
+            return self._cached.access_token
+        return None
+
     def access_token(self) -> str:
         """A token valid for at least `margin` more, refreshed first if needed."""
         now = self.clock()
@@ -590,6 +606,35 @@ def _digest(buttons: Sequence[Button]) -> str:
 
 # ---------------------------------------------------------------------------- sender
 
+
+class ReplyConnections:
+    """The web process's connections to Zalo's API for the replies of its webhook turns, sent
+    on its event loop: at most `limit` requests at once over kept-alive HTTP/1.1 connections,
+    and in a burst a reply waits its turn for one (as it waited for a worker thread before)
+    rather than failing over to the dispatcher. aiohttp, not httpx's async client: per request
+    it cost this process 0.25–0.5 ms of CPU against 1.6–3.4 ms for `httpx.AsyncClient` and
+    1.0 ms for the sync `httpx.Client` (docs/benchmarks.md). Opened on first use, on the loop."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                # Idle connections are dropped before the server's idle timeout (uvicorn's 5 s,
+                # common proxies' 60 s) can close them under a request, even when the loop
+                # was too busy to read the server's close (aiohttp checks the age on reuse).
+                connector=aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=4.0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=10.0),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 OA_TOKEN_ERRORS = frozenset({-216, -220})
 BUSINESS_TOKEN_ERRORS = frozenset({-124})
 NOT_REACHABLE = frozenset({-213, -230})  # unfollowed; no interaction in the last 7 days
@@ -632,17 +677,38 @@ class ZaloSender:
         sent: list[str] = []
         if reply.image_png is not None:
             sent.append(self._send_image(recipient, reply.image_png))
+        sent.extend(self._message(recipient, message) for message in self._messages(reply))
+        return sent[-1] if sent and sent[-1] else None
+
+    async def send_async(
+        self, connections: ReplyConnections, recipient: str, reply: Reply
+    ) -> str | None:
+        """`send` on the event loop, over the process's kept-alive `connections`, for a reply
+        without an image (its re-encode and upload stay in `send`, in a thread): the same
+        messages, the same errors, no thread hop. What may block — a shared throttle in Redis,
+        a token read or refresh from the database — still runs in a thread, when needed."""
+        assert reply.image_png is None, "an image goes through send()"
+        sent = [
+            await self._message_async(connections, recipient, message)
+            for message in self._messages(reply)
+        ]
+        return sent[-1] if sent and sent[-1] else None
+
+    def _messages(self, reply: Reply) -> list[dict[str, Any]]:
+        """The reply's text as consultation messages (its choices on the last), then the
+        request for the citizen's phone if it asks for one."""
         reply = choices_page(reply, 0, self.lang)
         buttons = [button for row in reply.buttons for button in row]
         chunks = split_text(reply.text, TEXT_LIMIT)
         if buttons and not chunks:  # Zalo wants a text with buttons
             chunks = [render("zalo.choices", self.lang)]
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            sent.append(self._message(recipient, self._text(chunk, buttons if last else [])))
+        messages = [
+            self._text(chunk, buttons if index == len(chunks) - 1 else [])
+            for index, chunk in enumerate(chunks)
+        ]
         if reply.ask_contact:
-            sent.append(self._message(recipient, self._contact_request()))
-        return sent[-1] if sent and sent[-1] else None
+            messages.append(self._contact_request())
+        return messages
 
     def unreachable_reason(self, contact: Contact | None, now: datetime) -> str | None:
         """A consultation message needs an interaction in the last 7 days and a follower: a push
@@ -707,6 +773,39 @@ class ZaloSender:
         data = self._call(f"{self.api_base}/v3.0/oa/message/cs", json_body=body)
         return str(data.get("message_id", ""))
 
+    async def _message_async(
+        self, connections: ReplyConnections, recipient: str, message: dict[str, Any]
+    ) -> str:
+        body = json.dumps({"recipient": {"user_id": recipient}, "message": message}).encode()
+        url = f"{self.api_base}/v3.0/oa/message/cs"
+        await self._reserve_async()
+        cached = self.tokens.cached()
+        token = cached if cached is not None else await anyio.to_thread.run_sync(self._access_token)
+        for attempt in (1, 2):
+            headers = {"access_token": token, "Content-Type": "application/json"}
+            try:
+                async with connections.session().post(url, data=body, headers=headers) as answer:
+                    status, content = answer.status, await answer.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise TryLater(f"zalo: {type(error).__name__}: {error}") from error
+            data = self._data(status, content, attempt, OA_TOKEN_ERRORS, business=False)
+            if data is not None:
+                return str(data.get("message_id", ""))
+            token = await anyio.to_thread.run_sync(self._refreshed, token)
+        raise AssertionError("unreachable")
+
+    async def _reserve_async(self) -> None:
+        """`_call`'s sending slot, from the event loop: an in-process throttle is asked here
+        (a lock and a dict), a shared one (Redis) in a thread."""
+        if self.per_minute <= 0:
+            return
+        if isinstance(self.throttle, MemoryThrottle):
+            wait = self._reserve()
+        else:
+            wait = await anyio.to_thread.run_sync(self._reserve)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     def profile(self, user_id: str) -> dict[str, Any]:
         """The follower's display name, follow state and shared info (user/detail)."""
         query = {"data": json.dumps({"user_id": user_id})}
@@ -756,17 +855,10 @@ class ZaloSender:
         method: str = "POST",
         business: bool = False,
     ) -> dict[str, Any]:
-        wait = 0.0
-        if self.per_minute > 0:
-            wait = self.throttle.reserve("zalo:app", 60.0 / self.per_minute)
-        if wait > MAX_INLINE_WAIT:
-            raise TryLater("zalo: over the sending rate", retry_after=wait)
+        wait = self._reserve() if self.per_minute > 0 else 0.0
         if wait > 0:
             time.sleep(wait)
-        try:
-            token = self.tokens.access_token()
-        except TokenBroken as error:  # nothing goes out on Zalo until the admin reconnects
-            raise Unreachable(f"zalo token broken: {error}") from error
+        token = self._access_token()
         token_errors = BUSINESS_TOKEN_ERRORS if business else OA_TOKEN_ERRORS
         for attempt in (1, 2):
             try:
@@ -778,23 +870,58 @@ class ZaloSender:
                     params=params,
                     headers={"access_token": token},
                 )
-                answer = response.json() if response.status_code < 500 else None
-            except (httpx.HTTPError, ValueError) as error:
+            except httpx.HTTPError as error:
                 raise TryLater(f"zalo: {type(error).__name__}: {error}") from error
-            if not isinstance(answer, dict):
-                raise TryLater(f"zalo answered HTTP {response.status_code}")
-            code = int(answer.get("error", 0))
-            if code == 0:
-                data = answer.get("data")
-                return data if isinstance(data, dict) else {}
-            if code in token_errors and attempt == 1:
-                try:
-                    token = self.tokens.refresh(token)
-                except TokenBroken as error:
-                    raise Unreachable(f"zalo token broken: {error}") from error
-                continue
-            raise self._error(code, str(answer.get("message", "")), business)
+            data = self._data(
+                response.status_code, response.content, attempt, token_errors, business
+            )
+            if data is not None:
+                return data
+            token = self._refreshed(token)
         raise AssertionError("unreachable")
+
+    def _reserve(self) -> float:
+        """The wait for the OA's next sending slot; TryLater when it is too far to wait for."""
+        wait = self.throttle.reserve("zalo:app", 60.0 / self.per_minute)
+        if wait > MAX_INLINE_WAIT:
+            raise TryLater("zalo: over the sending rate", retry_after=wait)
+        return wait
+
+    def _access_token(self) -> str:
+        try:
+            return self.tokens.access_token()
+        except TokenBroken as error:  # nothing goes out on Zalo until the admin reconnects
+            raise Unreachable(f"zalo token broken: {error}") from error
+
+    def _refreshed(self, token: str) -> str:
+        try:
+            return self.tokens.refresh(token)
+        except TokenBroken as error:
+            raise Unreachable(f"zalo token broken: {error}") from error
+
+    def _data(
+        self,
+        status: int,
+        content: bytes,
+        attempt: int,
+        token_errors: frozenset[int],
+        business: bool,
+    ) -> dict[str, Any] | None:
+        """The answer's `data`; None when the token was refused on a first attempt (refresh it
+        and try once more). Zalo's errors come with HTTP 200 and are raised as ours."""
+        try:
+            answer = json.loads(content) if status < 500 else None
+        except ValueError as error:
+            raise TryLater(f"zalo: {type(error).__name__}: {error}") from error
+        if not isinstance(answer, dict):
+            raise TryLater(f"zalo answered HTTP {status}")
+        code = int(answer.get("error", 0))
+        if code == 0:
+            data = answer.get("data")
+            return data if isinstance(data, dict) else {}
+        if code in token_errors and attempt == 1:
+            return None
+        raise self._error(code, str(answer.get("message", "")), business)
 
     def _error(self, code: int, message: str, business: bool) -> Exception:
         detail = f"zalo {code}: {message}"

@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
 import httpx
 
-from bots.delivery import Sender, send_owed_replies
+from bots.delivery import Sender, send_owed_replies, send_owed_replies_async
 from bots.zalo import (
     DownloadRefused,
     EventKind,
+    ReplyConnections,
     TooLarge,
     ZaloEvent,
+    ZaloSender,
     download,
     more_choices,
     translate,
@@ -40,10 +43,13 @@ from storage.inbound import (
     event_handled,
     first_delivery,
     owe_replies,
+    replies_went_out,
 )
 from storage.intake import converse, record_outside_reply
 from storage.models import utcnow
 from storage.outbox import mark_reachable, mark_unreachable, record_receipt
+from storage.quick_turn import quick_turn
+from storage.quick_turn import replies_went_out as quick_replies_went_out
 from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,11 +59,13 @@ MAX_FILES = 10  # attachments of one event taken as one step, like a Telegram al
 
 @dataclass(frozen=True)
 class ZaloChannel:
-    """What handling an event needs besides the runtime: the sender and a download client."""
+    """What handling an event needs besides the runtime: the sender, a download client, and
+    the web process's client for sending replies on its event loop (None: sent in a thread)."""
 
     sender: Sender
     downloads: httpx.AsyncClient
     media_hosts: tuple[str, ...]
+    api: ReplyConnections | None = None
 
 
 def needs_download(event: ZaloEvent) -> bool:
@@ -98,6 +106,68 @@ def handle_now(runtime: Runtime, event: ZaloEvent) -> OwedReplies | None:
         return _owe_in(session, runtime, event, replies)
 
 
+async def handle_now_async(runtime: Runtime, event: ZaloEvent) -> OwedReplies | None:
+    """`handle_now` from the web route. On PostgreSQL a text or button turn first tries
+    `storage.quick_turn` (the turn Telegram's text updates take: on the event loop, its replay
+    guard, owed replies and new state in one statement); whatever it hands back — a redelivery,
+    a first contact, a turn that needs the back office, a race with another turn of the same
+    citizen — and every other event, and SQLite, take the full way from the start."""
+    if (
+        runtime.async_reader is not None
+        and event.kind is EventKind.TURN
+        and event.incoming is not None
+        and event.page is None  # "more": its page is cut from the replies, the full way
+    ):
+        now = utcnow()
+        lease_until = now + timedelta(seconds=runtime.settings.outbox_lease_seconds)
+        quick = await quick_turn(runtime.async_reader, channel=CHANNEL,
+                                 delivery_id=event.delivery_id, external_id=event.user_id,
+                                 recipient=event.user_id, incoming=event.incoming,
+                                 catalog=runtime.catalog, in_answer=_never_in_answer, now=now,
+                                 lease_until=lease_until)  # fmt: skip
+        if quick is not None:
+            return OwedReplies(CHANNEL, event.delivery_id, event.user_id, quick[0], 0)
+    return await run_db(runtime.engine, lambda: handle_now(runtime, event), quick=True)
+
+
+def _never_in_answer(_: list[Reply]) -> bool:
+    return False  # Zalo's webhook answer carries no message: every reply is sent
+
+
+async def send_owed(runtime: Runtime, zalo: ZaloChannel, owed: OwedReplies) -> None:
+    """Send what a turn owes, each reply recorded once out. Text and buttons go on the event
+    loop over the process's connections (`ZaloSender.send_async`), each mark one statement (on
+    PostgreSQL through the asyncio pool); an image, or no connections (the dispatcher's own loop),
+    goes the sync way in a thread. The reply was owed in the database before Zalo got its
+    200: a process that dies between a send and its mark sends that reply again, once, when
+    the lease is over — as the sync way does."""
+    sender = zalo.sender
+    if (
+        zalo.api is None
+        or not isinstance(sender, ZaloSender)
+        or any(reply.image_png is not None for reply in owed.unsent)
+    ):
+        await anyio.to_thread.run_sync(send_owed_replies, runtime.engine, sender, owed)
+        return
+    connections, recipient = zalo.api, owed.recipient
+
+    async def send(reply: Reply) -> object:
+        return await sender.send_async(connections, recipient, reply)
+
+    async def went_out(count: int) -> None:
+        if runtime.async_reader is not None:
+            await quick_replies_went_out(runtime.async_reader, owed, count)
+        else:
+            await run_db(runtime.engine, partial(_went_out, runtime, owed, count), quick=True)
+
+    await send_owed_replies_async(owed, send, went_out)
+
+
+def _went_out(runtime: Runtime, owed: OwedReplies, count: int) -> None:
+    with single_statements(runtime.engine) as connection:
+        replies_went_out(connection, owed, count)
+
+
 async def handle_event(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) -> None:
     """Do what a kept event asks; the event row is settled in the same transaction."""
     if event.kind in (EventKind.TURN, EventKind.FOLLOW):
@@ -110,7 +180,7 @@ async def handle_event(runtime: Runtime, zalo: ZaloChannel, event: ZaloEvent) ->
             owed = await run_db(
                 runtime.engine, lambda: _turn(runtime, event, incoming), quick=not incoming.files
             )
-        await anyio.to_thread.run_sync(send_owed_replies, runtime.engine, zalo.sender, owed)
+        await send_owed(runtime, zalo, owed)
         return
 
     def settle() -> None:

@@ -59,6 +59,7 @@ def first_delivery(session: Session, channel: str, external_id: str) -> bool:
 _events: Any = InboundEvent.__table__  # type: ignore[attr-defined]
 RECEIVED, ANSWERED, SENDING, SENT = "received", "answered", "sending", "sent"
 
+
 def _owe(insert: Any) -> Any:
     """An upsert: the delivery's row normally exists (the replay guard wrote it first)."""
     owed = {

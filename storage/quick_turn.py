@@ -12,6 +12,9 @@ chat that committed meanwhile (it holds the row until then: `storage.intake` rea
 UPDATE) makes this one write nothing. That turn, a redelivery, a first contact and a turn whose
 dialogue calls the back office all go back to the caller's full path (`storage.intake.converse`),
 which runs the same turn from the start, in order after the other one.
+
+A channel that sends its replies itself (Zalo) records each one out with `replies_went_out`,
+one prepared statement on the same pool: the sends stay on the event loop too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from core.catalog import Catalog
 from core.conversation import Conversation, Incoming, handle
 from core.replies import Reply
-from storage.inbound import ANSWERED, SENDING, reply_to_json
+from storage.inbound import ANSWERED, SENDING, SENT, OwedReplies, reply_to_json
 
 _READ_STATE = """
 SELECT id, conversation::text FROM channelidentity
@@ -132,3 +135,19 @@ async def quick_turn(
     if written is None or written[0] != 1:  # a redelivery, or the chat's state moved on
         return None
     return replies, answered
+
+
+_WENT_OUT = """
+UPDATE inboundevent SET replies_sent = %(sent)s, reply_state = %(state)s
+WHERE channel = %(channel)s AND external_id = %(delivery_id)s
+"""
+
+
+async def replies_went_out(pool: AsyncConnectionPool, owed: OwedReplies, sent: int) -> None:
+    """`storage.inbound.replies_went_out` through the asyncio pool: one statement, its own
+    transaction (autocommit), no thread hop."""
+    state = SENT if sent >= len(owed.replies) else SENDING
+    values = {"sent": sent, "state": state, "channel": owed.channel,
+              "delivery_id": owed.delivery_id}  # fmt: skip
+    async with pool.connection() as connection:
+        await connection.execute(_WENT_OUT, values, prepare=True)

@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await citizen_bot.session.close()
             if zalo_channel is not None:
                 await zalo_channel.downloads.aclose()
+                if zalo_channel.api is not None:
+                    await zalo_channel.api.aclose()
 
     # No /openapi.json nor docs pages: they would list every admin route to anyone.
     app = FastAPI(
@@ -112,12 +114,16 @@ def _zalo_channel(runtime: Runtime, throttle: Any) -> Any:
     import httpx
 
     from bots.channels import zalo_sender
+    from bots.zalo import ReplyConnections
     from bots.zalo_citizen import ZaloChannel, downloads_client
 
-    sender = zalo_sender(runtime, httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)), throttle)
+    timeout = httpx.Timeout(10.0, connect=5.0)
+    sender = zalo_sender(runtime, httpx.Client(timeout=timeout), throttle)
     if sender is None:
         return None
-    return ZaloChannel(sender, downloads_client(), runtime.settings.zalo_media_host_list)
+    hosts = runtime.settings.zalo_media_host_list
+    # Replies of the webhook's turns go out on the event loop (bots.zalo.ReplyConnections).
+    return ZaloChannel(sender, downloads_client(), hosts, ReplyConnections())
 
 
 async def get_runtime(request: Request) -> Runtime:

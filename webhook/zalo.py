@@ -2,7 +2,8 @@
 
 The signature is checked over the raw bytes before anything is parsed. A text, button or
 follow is handled before the answer, in one transaction with its replay guard (as a Telegram
-update is); its replies go out right after. An event with attachments is kept and answered at
+update is: on PostgreSQL a text or button turn is the quick turn); its replies go out right
+after, on the event loop. An event with attachments is kept and answered at
 once (Zalo wants 200 within 2 s and retries otherwise), then downloaded and handled — by the
 dispatcher if this process dies first.
 """
@@ -15,21 +16,20 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from bots.delivery import send_owed_replies
 from bots.zalo import BadSignature, EventKind, ZaloEvent, translate, verify
 from bots.zalo_citizen import (
     CHANNEL,
     ZaloChannel,
     handle_event,
-    handle_now,
+    handle_now_async,
     needs_download,
+    send_owed,
 )
 from storage.db import run_db, session_scope
-from storage.inbound import OwedReplies, accept_event
+from storage.inbound import accept_event
 from storage.models import utcnow
 from webhook.runtime import Runtime
 
@@ -65,9 +65,9 @@ async def zalo_webhook(request: Request) -> Response:
     if translated.kind in (EventKind.ECHO, EventKind.IGNORED):
         return JSONResponse({"ok": True})
     if not needs_download(translated):
-        owed = await run_db(runtime.engine, lambda: handle_now(runtime, translated), quick=True)
+        owed = await handle_now_async(runtime, translated)
         if owed is not None and owed.unsent:
-            _in_background(_send(runtime, zalo, owed))
+            _in_background(send_owed(runtime, zalo, owed))
         return JSONResponse({"ok": True})
     lease = timedelta(seconds=settings.outbox_lease_seconds)
 
@@ -78,10 +78,6 @@ async def zalo_webhook(request: Request) -> Response:
     if await run_db(runtime.engine, keep, quick=True):  # a retry of a kept event is dropped
         _in_background(_handle(runtime, zalo, translated))
     return JSONResponse({"ok": True})
-
-
-async def _send(runtime: Runtime, zalo: ZaloChannel, owed: OwedReplies) -> None:
-    await anyio.to_thread.run_sync(send_owed_replies, runtime.engine, zalo.sender, owed)
 
 
 def _in_background(work: Coroutine[Any, Any, None]) -> None:

@@ -15,9 +15,10 @@ import pytest
 import zxingcpp
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlmodel import Session
 
+from bots.zalo import translate
 from core.dossier import Action
 from core.messages import render
 from storage.db import session_scope
@@ -215,6 +216,44 @@ def test_the_same_event_twice_is_handled_once(zalo: Zalo) -> None:
     assert zalo.fake.messages == menu
 
 
+def test_a_followers_text_on_postgresql_is_the_quick_turn_its_reply_marked_on_the_loop(
+    zalo: Zalo,
+) -> None:
+    """On PostgreSQL the menu of a follower who wrote before runs as `storage.quick_turn`, and
+    its reply goes out and is marked sent on the event loop: the replay guard, the owed reply,
+    the new state and the "sent" mark are all written through the asyncio pool, none through
+    SQLAlchemy (the full way, or the sync send's mark in a thread)."""
+    runtime = zalo.runtime
+    if runtime.engine.dialect.name != "postgresql":
+        return
+    zalo.say(zalo.events.follow(), expect=2)  # a first contact: the full way
+    writes: list[str] = []
+
+    def seen(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and (
+            "inboundevent" in statement or "channelidentity" in statement
+        ):
+            writes.append(statement)
+
+    menu = zalo.events.text("menu")
+    delivery = translate(menu).delivery_id
+
+    def reply_state() -> str | None:
+        with Session(runtime.engine) as session:
+            row = session.get(InboundEvent, ("zalo", delivery))
+            return None if row is None else row.reply_state
+
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    try:
+        assert "Bạn muốn làm gì" in text_of(zalo.say(menu))
+        wait_until(lambda: reply_state() == "sent", "the reply was not marked sent")
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", seen)
+    assert writes == []
+    procedures = zalo.say(zalo.events.button("#hcc:menu:submit"))  # the state was saved
+    assert any(p.startswith("#hcc:proc:") for p in payloads(procedures))
+
+
 def test_an_attachment_on_a_foreign_host_is_not_fetched(zalo: Zalo) -> None:
     to_documents(zalo)
     foreign = zalo.photo_url("x.jpg", images.good_jpeg(1)).replace("127.0.0.1", "localhost")
@@ -369,7 +408,10 @@ def test_the_menu_is_one_message_and_more_brings_the_rest(zalo: Zalo) -> None:
     (menu,) = zalo.say(zalo.events.text("menu"))
     first = buttons_of(menu)
     assert [payload for _, payload in first[:4]] == [
-        "#hcc:menu:submit", "#hcc:menu:lookup", "#hcc:menu:mine", "#hcc:menu:supplement"
+        "#hcc:menu:submit",
+        "#hcc:menu:lookup",
+        "#hcc:menu:mine",
+        "#hcc:menu:supplement",
     ]
     more_title, more = first[4]
     assert more_title == "➕ Xem thêm (2/2)" and more.startswith("#hcc:zalo:page:4:")
