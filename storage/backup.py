@@ -119,12 +119,14 @@ class Manifest:
 
 
 def _snapshot(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite database (online backup API, not a file copy)."""
+    """A consistent copy of a live SQLite database (online backup API, not a file copy), in one
+    step: a read transaction that WAL lets writers work beside (a backup in several steps starts
+    again after each write by another connection, and could never end under load)."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(target)
     try:
         with dst:
-            src.backup(dst, pages=256)
+            src.backup(dst)
     finally:
         dst.close()
         src.close()
@@ -158,7 +160,7 @@ def backup(
     manifest = Manifest(datetime.now(UTC).isoformat(), _file_hash(database))
     target = DiskMediaStore(directory / MEDIA_DIR)
     missing = []
-    for key in sorted(named | set(media.keys())):
+    for key in sorted(named | set(media.stored_keys())):
         try:
             data = media.get(key)
         except KeyError:
@@ -210,7 +212,7 @@ def restore(
     manifest = Manifest.read(directory)
     if not _empty_database(target):
         raise BackupError("backup.restore_database_not_empty", path=target)
-    if media.keys():
+    if media.stored_keys():
         raise BackupError("backup.restore_media_not_empty", path=media.root)
     problems = verify(directory)
     if problems:

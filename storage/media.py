@@ -133,7 +133,7 @@ class DiskMediaStore:
     def presigned_url(self, key: str, seconds: int) -> str | None:
         return None
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         """Every stored key (backups, the move to S3); temporary files are not keys."""
         if not self.root.exists():
             return []

@@ -358,7 +358,7 @@ def _media_migrate(url: str) -> int:
         print(render("backup.migrate_not_s3", "vi"), file=sys.stderr)
         return 2
     source = DiskMediaStore(settings.media_dir)
-    keys = set(source.keys())
+    keys = set(source.stored_keys())
     try:
         path = sqlite_path(settings.database_url)
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:

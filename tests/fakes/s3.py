@@ -100,11 +100,20 @@ def iam_s3() -> Iterator[IamS3]:
     try:
         wait_until(lambda: _accepts(port), "moto server did not start")
         client_for(endpoint).create_bucket(Bucket="hcc-media")  # the 4 free calls
-        iam = boto3.session.Session().client("iam", endpoint_url=endpoint, region_name=REGION,
-                                             aws_access_key_id="x", aws_secret_access_key="x")
+        iam = boto3.session.Session().client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         iam.create_user(UserName="reader")
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
+            ],
+        }
         iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="reader")["AccessKey"]
         yield IamS3(endpoint, "hcc-media", (key["AccessKeyId"], key["SecretAccessKey"]))
