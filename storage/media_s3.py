@@ -1,9 +1,10 @@
 """Media on S3-compatible object storage (AWS S3, MinIO, Ceph, …), for several web processes on
 several machines: the same content-addressed keys as the disk store, under a bucket prefix.
 
-An object is written once: a HEAD first (a re-sent photo costs no upload), then a PUT with
-`If-None-Match: *`, so a concurrent writer's object is never replaced (412 = it is there). The
-body carries its MD5 for the store to check, and its SHA-256 as metadata. Any failure to store
+An object is written once: one PUT with `If-None-Match: *`, so an object already there (a re-sent
+photo, a concurrent writer) is never replaced — 412 means it is there, which is success. A store
+that ignores the condition rewrites the same bytes (the key is their hash). The body carries its
+MD5 for the store to check, and its SHA-256 as metadata. Any failure to store
 (refused, timed out, 5xx, access denied) is `StorageUnavailable`: nothing was kept.
 """
 
@@ -122,8 +123,7 @@ class S3MediaStore:
         digest = hashlib.sha256(data).hexdigest()
         key = media_key(digest, content_type)
         try:
-            if not self._head(self._object(key)):
-                self._put_once(self._object(key), data, content_type, digest)
+            self._put_once(self._object(key), data, content_type, digest)
         except (BotoCoreError, ClientError) as error:
             reason = _reason(error)
             self._failed = (time.monotonic(), reason)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     s3_sse: Literal["AES256", "aws:kms"] | None = None  # server-side encryption of new objects
     s3_sse_kms_key_id: str | None = None  # with aws:kms; unset = the bucket's default key
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    # A photo turn waits at most about attempts × (connect + read) before "send it again later".
+    # A photo turn waits at most about attempts × (connect + read + 1 s, botocore's wait for
+    # `100 Continue`) before the citizen is told to send it again later.
     s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     s3_read_timeout_seconds: float = Field(default=10.0, gt=0)
     s3_max_attempts: int = Field(default=2, ge=1, le=5)
