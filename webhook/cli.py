@@ -321,7 +321,7 @@ def _backup(action: str, directory: Path) -> int:
     try:
         if action == "backup":
             if settings.media_url:
-                raise BackupError("backup.not_sqlite")
+                raise BackupError("backup.media_on_s3")
             manifest = backup(settings.database_url, media, directory, print)
             print(render("backup.done", "vi", count=len(manifest.media), path=directory))
         else:

@@ -142,13 +142,19 @@ def test_restore_refuses_a_tampered_backup_and_writes_nothing(
         assert not (fresh / "hcc.sqlite3").exists() and not (fresh / "media").exists()
 
 
-def test_backup_of_postgresql_points_to_pg_dump(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_backup_of_postgresql_or_s3_media_points_to_their_own_tools(
+    install: tuple[str, DiskMediaStore],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("MEDIA_URL", "s3://hcc-media/x")
+    get_settings.cache_clear()
+    assert main(["backup", str(tmp_path / "backup")]) == 1
+    assert "Ảnh đang lưu trên S3" in capsys.readouterr().err
     url = "postgresql://postgres@127.0.0.1:5432/test"
     for _ in _configured(monkeypatch, url, tmp_path / "media"):
         assert main(["backup", str(tmp_path / "backup")]) == 1
         assert "pg_dump" in capsys.readouterr().err
+    assert not (tmp_path / "backup").exists()
 
 
 def test_media_migrate_copies_verifies_resumes_and_reports_a_bad_copy(
