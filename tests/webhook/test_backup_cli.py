@@ -21,7 +21,7 @@ from core.calendar import WorkingCalendar
 from core.catalog import Catalog
 from storage.db import make_engine, session_scope
 from storage.media import DiskMediaStore
-from storage.models import DocumentFile, Feedback
+from storage.models import ChannelIdentity, DocumentFile, Feedback
 from tests.dossiers import citizen_dossier
 from tests.fakes.s3 import S3Bucket
 from webhook.cli import main
@@ -48,6 +48,15 @@ def _configured(
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield url, DiskMediaStore(media)
+    get_settings.cache_clear()
+
+
+def use_s3(monkeypatch: pytest.MonkeyPatch, s3: S3Bucket) -> None:
+    """The `hcc` commands reach the test's S3 server (`--to` names the bucket)."""
+    env = {"S3_ENDPOINT_URL": s3.endpoint, "S3_REGION": "us-east-1",
+           "S3_ACCESS_KEY_ID": "test", "S3_SECRET_ACCESS_KEY": "test"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
 
 
@@ -170,14 +179,7 @@ def test_media_migrate_copies_verifies_resumes_and_reports_a_bad_copy(
         session.add(Feedback(citizen_id=1, channel="telegram", text="ảnh kèm",
                              media_keys=[attachment.key]))  # fmt: skip
     engine.dispose()
-    for name, value in (
-        ("S3_ENDPOINT_URL", s3.endpoint),
-        ("S3_REGION", "us-east-1"),
-        ("S3_ACCESS_KEY_ID", "test"),
-        ("S3_SECRET_ACCESS_KEY", "test"),
-    ):
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    use_s3(monkeypatch, s3)
 
     assert main(["media", "migrate", "--to", s3.url]) == 0
     out = capsys.readouterr().out
@@ -202,3 +204,24 @@ def test_media_migrate_copies_verifies_resumes_and_reports_a_bad_copy(
     assert s3.objects()[f"media/{bad}"] == b"corrupted"  # reported, not overwritten
 
     assert main(["media", "migrate", "--to", "https://not-s3"]) == 2
+
+
+@pytest.mark.postgres
+def test_media_migrate_reads_the_keys_of_a_postgresql_install(
+    postgres_url: str, s3: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    catalog: Catalog, calendar: WorkingCalendar, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    for _, media in _configured(monkeypatch, postgres_url, tmp_path / "media"):
+        engine = make_engine(postgres_url)
+        submit_with_photos(engine, media, catalog, calendar, 1)
+        lost = "ab/cd/" + "ab" * 32 + ".jpg"  # named in a dialogue in progress, not on disk
+        with session_scope(engine) as session:
+            identity = session.get(ChannelIdentity, 1)
+            assert identity is not None
+            identity.conversation = {"files": {"c1": [{"key": lost, "sha256": "ab" * 32}]}}
+        engine.dispose()
+        use_s3(monkeypatch, s3)
+        assert main(["media", "migrate", "--to", s3.url]) == 1
+        captured = capsys.readouterr()
+        assert "[3/3]" in captured.out and "2 tệp đã chép" in captured.out
+        assert f"missing  {lost}" in captured.err
