@@ -41,7 +41,7 @@ from storage.db import make_engine, session_scope
 from storage.dossiers import sync_catalog
 from storage.migrate import upgrade
 from storage.models import Citizen, Dossier, Feedback, StaffUser
-from storage.staff import create_staff, session_fingerprint
+from storage.staff import create_staff
 from webhook.runtime import build_runtime
 from webhook.settings import Settings
 from webhook.staff_session import issue
@@ -144,7 +144,7 @@ def seed(database_url: str, count: int) -> tuple[str, list[str]]:
         )
         session.execute(update(StaffUser).values(must_change_password=False))
         assert user.id is not None
-        cookie = issue(SECRET, user.id, session_fingerprint(user))
+        cookie = issue(SECRET, user.id, user.session_generation)
     if not database_url.startswith("sqlite"):  # SQLite: the product never runs ANALYZE
         with runtime.engine.connect() as connection:  # what autovacuum does after a bulk load
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(

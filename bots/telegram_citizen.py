@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import aclosing
 from datetime import timedelta
 from functools import partial
 from typing import Any, NamedTuple
@@ -96,8 +97,10 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
         await query.answer()
         if query.message is None or query.data is None:
             return None
-        incoming = Incoming(button=query.data)
         chat_id = query.message.chat.id
+        if query.message.chat.type != "private":
+            return one_line(chat_id, "chat.private_only")
+        incoming = Incoming(button=query.data)
         return await _turn(runtime, bot, event_update.update_id, chat_id, incoming)
 
     # One message handler, not one per content type: aiogram runs plain (non-async) filters
@@ -105,13 +108,17 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
     @router.message()
     async def on_message(message: Message, bot: Bot, event_update: Update) -> BotCall | None:
         chat_id = message.chat.id
+        if message.chat.type != "private":  # a group is not one citizen: no dialogue there
+            return one_line(chat_id, "chat.private_only")
         if message.contact is not None:
             incoming = Incoming(phone=message.contact.phone_number)
         elif message.photo or message.document:
-            data = await _download(bot, message)
-            if data is None:
-                await bot.send_message(chat_id, render("chat.file_too_large_telegram"))
-                return None
+            try:
+                data = await _download(bot, message)
+            except TooLarge:
+                return one_line(chat_id, "chat.file_too_large_telegram")
+            except DownloadFailed:
+                return one_line(chat_id, "chat.download_failed")
             if message.media_group_id:  # one photo of an album: answer the album once, later
                 await _park(runtime, bot, event_update, message, data)
                 return None
@@ -130,24 +137,69 @@ def make_dispatcher(runtime: Any) -> Dispatcher:
     return dispatcher
 
 
-async def _download(bot: Bot, message: Message) -> bytes | None:
-    """The photo (largest size within the limit) or image/PDF document; None if too large."""
+class TooLarge(Exception):
+    """The file is over MAX_BYTES: Telegram said so, or more bytes came than that."""
+
+
+class DownloadFailed(Exception):
+    """The file could not be fetched (getFile refused, the file server failed, a path we do not
+    follow): the citizen is asked to send it again."""
+
+
+def one_line(chat_id: int, key: str) -> BotCall:
+    """One sentence to the chat, as the webhook's answer (nothing to store, nothing to await)."""
+    return BotCall("sendMessage", {"chat_id": chat_id, "text": render(key)})
+
+
+async def _download(bot: Bot, message: Message) -> bytes:
+    """The photo (largest size within the limit) or image/PDF document, streamed: counted as it
+    arrives and cut past MAX_BYTES whatever `file_size` said (it may be missing or wrong)."""
     if message.photo:
         sizes = [p for p in message.photo if (p.file_size or 0) <= MAX_BYTES]
         if not sizes:
-            return None
+            raise TooLarge
         file_id = max(sizes, key=lambda p: p.width * p.height).file_id
     else:
         document = message.document
         assert document is not None
         if (document.file_size or 0) > MAX_BYTES:
-            return None
+            raise TooLarge
         file_id = document.file_id  # the content is checked later, whatever the name says
-    file = await bot.get_file(file_id)
-    assert file.file_path is not None
-    downloaded = await bot.download_file(file.file_path)
-    assert downloaded is not None
-    return downloaded.read()
+    try:
+        file = await bot.get_file(file_id)
+        if (file.file_size or 0) > MAX_BYTES:
+            raise TooLarge
+        path = file.file_path or ""
+        if not _safe_file_path(path):
+            log.warning("telegram file %s has a file path we do not follow", file_id)
+            raise DownloadFailed
+        return await _stream(bot, path)
+    except (TooLarge, DownloadFailed):
+        raise
+    except Exception as error:  # the Bot API or its file server: its URL carries the token
+        log.warning("telegram file %s could not be downloaded: %s", file_id,
+                    type(error).__name__)  # fmt: skip
+        raise DownloadFailed from error
+
+
+def _safe_file_path(path: str) -> bool:
+    """A relative path under the bot's files, as Telegram gives them (`photos/file_1.jpg`)."""
+    if not path or path.startswith("/") or "\\" in path:
+        return False
+    return ".." not in path.split("/")
+
+
+async def _stream(bot: Bot, path: str) -> bytes:
+    url = bot.session.api.file_url(bot.token, path)
+    chunks, size = [], 0
+    stream = bot.session.stream_content(url=url, timeout=30, chunk_size=65536)
+    async with aclosing(stream):
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise TooLarge
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _converse(runtime: Any, session: Any, chat_id: int, incoming: Incoming) -> list[Reply]:

@@ -27,9 +27,14 @@ def to_local(moment: datetime) -> datetime:
     return moment.astimezone(VN_TZ)
 
 
-@lru_cache(maxsize=64)
+LIBRARY_YEARS = range(1901, 2101)  # the years the library knows Vietnam's (lunar) holidays for
+
+
+@lru_cache(maxsize=256)
 def _library_year(year: int) -> tuple[frozenset[date], frozenset[date]]:
     """(holidays, weekend days made working) known to the library for one year."""
+    if year not in LIBRARY_YEARS:  # it knows none there: not asked, year after year
+        return frozenset(), frozenset()
     calendar = holidays.country_holidays("VN", years=year)
     workdays = frozenset(d for d in calendar.weekend_workdays if d.year == year)
     return frozenset(calendar.keys()), workdays
@@ -65,13 +70,21 @@ class WorkingCalendar:
         return day
 
     def working_days_between(self, start: date, end: date) -> int:
-        """Working days in (start, end]; negative when end is before start."""
+        """Working days in (start, end]; negative when end is before start.
+
+        Counted per year, not per day (a date years away costs a few steps): the Mondays to
+        Fridays in the span, corrected by each special day (holiday, day off, make-up working
+        day) that falls in it."""
         if end < start:
             return -self.working_days_between(end, start)
-        count, day = 0, start
-        while day < end:
-            day += timedelta(days=1)
-            count += self.is_working_day(day)
+        count = _weekdays_through(end) - _weekdays_through(start)
+        special = {d for d in self.days_off | self.working_days if start < d <= end}
+        for year in range(start.year, end.year + 1):
+            if year in LIBRARY_YEARS:
+                library_off, library_work = _library_year(year)
+                special.update(d for d in library_off | library_work if start < d <= end)
+        for day in special:
+            count += self.is_working_day(day) - (day.weekday() < 5)
         return count
 
     def reception_day(self, received_at: datetime) -> date:
@@ -102,6 +115,12 @@ class WorkingCalendar:
     def can_extend(self, appointment: date, now: datetime) -> bool:
         """The apology with a new date must come at least one working day before the due date."""
         return self.add_working_days(to_local(now).date(), 1) <= appointment
+
+
+def _weekdays_through(day: date) -> int:
+    """Mondays to Fridays from a fixed Monday (day 1 of the proleptic calendar) through `day`."""
+    weeks, rest = divmod(day.toordinal(), 7)  # ordinal 1 (0001-01-01) is a Monday
+    return weeks * 5 + min(rest, 5)
 
 
 def load_calendar(path: Path | None) -> WorkingCalendar:

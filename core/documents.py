@@ -7,16 +7,26 @@ A failed check names exactly what to retake (`DocumentProblem.reason` is a messa
 from __future__ import annotations
 
 import io
+import math
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageFilter, ImageStat
 
 MAX_BYTES = 20 * 1024 * 1024
 MIN_SHORT_SIDE = 800
 MAX_PIXELS = 50_000_000  # well above a 48-megapixel phone photo; anything larger is a bomb
+# What one decode may take in memory (a 50-MP RGB photo); more bits a pixel (RGBA, CMYK, 32-bit
+# greys) at that size are refused before decoding.
+MAX_DECODED_BYTES = 150_000_000
+# A re-encoded image is kept at most this size (a 12-MP phone photo whole): a dense 1-bit PNG of
+# 49 MP (15 KB sent) was expanded to RGB and stored as a 28 MB JPEG.
+MAX_STORED_PIXELS = 12_000_000
+MAX_CONCURRENT_CHECKS = 2  # image decodes at once per process; the others wait their turn
+IMAGE_CHECKS = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 MIN_BRIGHTNESS = 40.0  # mean luminance 0–255
 MIN_SHARPNESS = 4.0  # Laplacian spread at 1000 px: a sharp page ~45, a nearly blank one ~5
 JPEG_QUALITY = 88
@@ -54,7 +64,8 @@ class StorageUnavailable(Exception):
 def check_document(
     data: bytes, accepted_kinds: tuple[str, ...] = ("image", "pdf")
 ) -> CheckedDocument:
-    """Accept a real image or PDF within limits; images come back upright as JPEG."""
+    """Accept a real image or PDF within limits; images come back upright as JPEG. At most
+    MAX_CONCURRENT_CHECKS images are decoded at once in a process (the rest wait)."""
     if len(data) > MAX_BYTES:
         raise DocumentProblem("too_large", limit_mb=MAX_BYTES // (1024 * 1024))
     if not data:
@@ -67,16 +78,57 @@ def check_document(
         return CheckedDocument(data, "application/pdf", "pdf")
     if "image" not in accepted_kinds:
         raise DocumentProblem("image_not_accepted")
-    return _check_image(data)
+    with IMAGE_CHECKS:
+        return _check_image(data)
 
 
 def open_image(data: bytes) -> Image.Image:
-    """A real photo or scan, fully decoded and upright; `DocumentProblem` for anything else
-    (not an image, too many pixels, a decompression bomb)."""
+    """A real photo or scan, decoded (at most MAX_STORED_PIXELS) and upright; `DocumentProblem`
+    for anything else (not an image, too many pixels or bits, a decompression bomb)."""
+    with IMAGE_CHECKS:
+        return _upright(data)
+
+
+def _upright(data: bytes) -> Image.Image:
+    """Decoded within MAX_DECODED_BYTES, reduced to at most MAX_STORED_PIXELS *before* it is
+    turned and expanded to RGB (what made dense 1-bit scans cost seconds), then upright."""
     with _decoding():
         image = _open(data)
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        factor = math.ceil(math.sqrt(image.width * image.height / MAX_STORED_PIXELS))
+        if factor > 1 and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (image.width // factor, image.height // factor))  # libjpeg scales
+        if image.width * image.height * _BYTES_PER_PIXEL.get(image.mode, 4) > MAX_DECODED_BYTES:
+            raise DocumentProblem("too_many_pixels")
         image.load()
-    return ImageOps.exif_transpose(image).convert("RGB")
+        factor = math.ceil(math.sqrt(image.width * image.height / MAX_STORED_PIXELS))
+        if factor > 1:
+            image = _reduced(image, factor)
+    method = _TURN.get(orientation)
+    return (image.transpose(method) if method is not None else image).convert("RGB")
+
+
+# Decoded bytes per pixel of each mode Pillow decodes into (4 for the others).
+_BYTES_PER_PIXEL = {"1": 0.125, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "RGB": 3,
+                    "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
+_TURN = {  # EXIF orientation → the transpose that makes the image upright (as exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _reduced(image: Image.Image, factor: int) -> Image.Image:
+    if image.mode == "1":  # bilevel scans: averaged as greys, not expanded to RGB
+        image = image.convert("L")
+    if image.mode in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
+        return image.reduce(factor)
+    size = (math.ceil(image.width / factor), math.ceil(image.height / factor))
+    return image.resize(size, Image.Resampling.NEAREST)  # palette images: no blending
 
 
 def _open(data: bytes) -> Image.Image:
@@ -124,7 +176,7 @@ def _check_image(data: bytes) -> CheckedDocument:
             return CheckedDocument(
                 stored, "image/jpeg", "image", width, height, brightness, sharpness
             )
-    upright = open_image(data)
+    upright = _upright(data)
     brightness, sharpness = image_quality(upright)
     _judge(brightness, sharpness)
     out = io.BytesIO()

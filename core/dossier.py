@@ -10,7 +10,7 @@ before the due date; a closed dossier stays closed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -287,11 +287,19 @@ def _check_missing(missing: tuple[MissingItem, ...], procedure: Procedure) -> No
             raise DossierRuleError("supplement_reason_required", component=name)
 
 
+# How far an apology may move the appointment: the rules set no number (docs/domain.md), so a
+# year after the current date — beyond it the dossier is stopped or refused, not extended.
+MAX_EXTENSION_DAYS = 365
+
+
 def _check_extension(facts: DossierFacts, command: Command, calendar: WorkingCalendar) -> None:
     _require_reason(command)
     due, new = facts.appointment_date, command.new_appointment_date
     if due is None or new is None or new <= due:
         raise DossierRuleError("extension_date_invalid", due=due or "—")
+    if (new - due).days > MAX_EXTENSION_DAYS:
+        latest = due + timedelta(days=MAX_EXTENSION_DAYS)
+        raise DossierRuleError("extension_too_far", latest=latest.strftime("%d/%m/%Y"))
     if not calendar.is_working_day(new):
         raise DossierRuleError("extension_not_working_day", date=new)
     if not calendar.can_extend(due, command.at):

@@ -6,6 +6,7 @@ question: `can(staff, permission, agency_code)`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,6 +69,26 @@ def can(staff: StaffMember, permission: Permission, agency_code: str) -> bool:
     return scope == "any" or (scope == "own" and agency_code == staff.agency_code)
 
 
+def holds_permissions_of(staff: StaffMember, role: Role, agency_code: str) -> bool:
+    """Does `staff` already hold every permission an account of `role` at `agency_code` has?
+    Only such a person may be shown that account's one-time password: signing in with it gives
+    them nothing they did not have (a system admin gets no officer's access to personal data)."""
+    return all(can(staff, permission, agency_code) for permission in _RULES[role])
+
+
+def may_manage_account(staff: StaffMember, role: Role, agency_code: str) -> bool:
+    """May `staff` reset, unlock or change the role of an account of `role` at `agency_code`?
+    A system admin manages every account; an agency admin the desk officers of their agency,
+    not a peer admin (a reset would let them sign in as that peer)."""
+    if staff.role is Role.SYSTEM_ADMIN:
+        return True
+    return (
+        staff.role is Role.AGENCY_ADMIN
+        and agency_code == staff.agency_code
+        and role is Role.DESK_OFFICER
+    )
+
+
 def roles_assignable_by(staff: StaffMember) -> tuple[Role, ...]:
     """An agency admin makes officers and admins of their agency; only a system admin makes
     another system admin."""
@@ -80,8 +101,53 @@ def roles_assignable_by(staff: StaffMember) -> tuple[Role, ...]:
 
 USERNAME = re.compile(r"^[a-z][a-z0-9]{1,31}\.[a-z][a-z0-9]{1,31}$")
 MIN_PASSWORD_LENGTH = 10
-MAX_FAILED_LOGINS = 5
-LOCKOUT_MINUTES = 15
+
+
+class AccountEventKind(StrEnum):
+    """What the account audit log records (nhật ký tài khoản)."""
+
+    CREATED = "created"
+    RESET = "reset"
+    LIMITED = "limited"  # failed sign-ins from one address began to be slowed down
+    UNLOCKED = "unlocked"  # an admin lifted those limits
+    ROLE_CHANGED = "role_changed"
+    SIGNED_IN = "signed_in"
+    SIGNED_OUT = "signed_out"
+    PASSWORD_CHANGED = "password_changed"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A limit on failed sign-ins: the count fades (divided by e every `mean_life_seconds`, so
+    about `free` per mean life can go on forever); beyond `free`, the next try waits
+    `first_wait_seconds` and each further failure doubles the wait, up to `max_wait_seconds`.
+    A progressive delay, not a lock: it ends by itself."""
+
+    free: float
+    mean_life_seconds: float
+    first_wait_seconds: float = 5.0
+    max_wait_seconds: float = 15 * 60
+
+    def faded(self, score: float, elapsed_seconds: float) -> float:
+        return score * math.exp(-max(elapsed_seconds, 0.0) / self.mean_life_seconds)
+
+    def wait_seconds(self, score: float) -> float:
+        """How long after a failure that brought the count to `score` the next try must wait."""
+        if score < self.free:
+            return 0.0
+        return min(self.max_wait_seconds, self.first_wait_seconds * 2.0 ** (score - self.free))
+
+
+# One address and one account name: an officer mistyping is not slowed for 5 tries, a guesser is.
+# Keyed on the address too, so hammering an account from elsewhere cannot keep its officer out.
+ACCOUNT_THROTTLE = Throttle(free=5, mean_life_seconds=15 * 60)
+
+
+def address_throttle(per_minute: int) -> Throttle:
+    """One address, every account name: `per_minute` failures in any minute go on unhindered for
+    good — a burst of that many each minute settles just under per_minute / (1 - 1/e), one more is
+    allowed for slack — and more wait."""
+    return Throttle(free=per_minute / (1 - math.exp(-1)) + 1, mean_life_seconds=60)
 
 
 def normal_username(typed: str) -> str:

@@ -4,7 +4,7 @@ outbox in the same transaction."""
 
 from __future__ import annotations
 
-import string
+import re
 from datetime import datetime
 from typing import Any
 
@@ -106,28 +106,36 @@ def canned_replies(session: Session, agency_code: str) -> list[CannedReply]:
 
 
 PLACEHOLDERS = ("code", "name", "procedure", "appointment_date")
+MAX_CANNED_REPLY = 2000  # filled, it still fits one reply (MAX_REPLY)
+_BRACED = re.compile(r"\{([^{}]*)\}")
 
 
 def add_canned_reply(session: Session, agency_code: str, title: str, text: str) -> CannedReply:
-    if not title.strip() or not text.strip():
+    """A canned reply of the agency; its `{...}` must each be a known placeholder, as typed."""
+    text = text.strip()
+    if not title.strip() or not text:
         raise StaffError("admin.error.canned_empty")
-    names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-    if not names <= set(PLACEHOLDERS):
+    if len(text) > MAX_CANNED_REPLY:
+        raise StaffError("admin.error.canned_too_long")
+    if not set(_BRACED.findall(text)) <= set(PLACEHOLDERS):
         raise StaffError("admin.error.canned_placeholder")
-    reply = CannedReply(agency_code=agency_code, title=title.strip()[:120], text=text.strip())
+    reply = CannedReply(agency_code=agency_code, title=title.strip()[:120], text=text)
     session.add(reply)
     session.flush()
     return reply
 
 
 def fill_canned_reply(text: str, values: dict[str, Any]) -> str:
-    """Placeholders filled from the dossier; an unknown one is left as typed."""
-    return string.Formatter().vformat(text, (), _Defaulting(values))
+    """`{code}`, `{name}`, `{procedure}` and `{appointment_date}` replaced by the dossier's
+    values, as plain text; anything else in braces (a reply stored before the check at save)
+    is left as typed — no format spec is ever interpreted, so no stored reply can break or
+    bloat the dossier page."""
 
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return str(values.get(name, "")) if name in PLACEHOLDERS else match.group(0)
 
-class _Defaulting(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    return _BRACED.sub(value, text)[:MAX_REPLY]
 
 
 def answer_feedback(

@@ -6,6 +6,7 @@ the core dialogue and saves the new state in the same transaction as anything it
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,7 @@ from storage.models import (
     DocumentFile,
     Dossier,
     Feedback,
+    OutboxMessage,
     Rating,
     ThreadMessage,
     UTCDateTime,
@@ -104,6 +106,25 @@ def identity_for(session: Session, channel: str, external_id: str) -> Identity:
     session.flush()
     assert identity.id is not None
     return Identity(identity.id, citizen.id, channel, {})
+
+
+def detach_identity(session: Session, channel: str, external_id: str) -> None:
+    """The channel id (a web-chat session) no longer names its citizen: "Finish" on a shared
+    device. The identity row and its mailbox are renamed to an id nobody holds, so an old copy
+    of the cookie starts a new, empty citizen and reads none of the previous one's dossiers or
+    notices (the dossiers stay with their citizen, for the desk)."""
+    tombstone = f"ended:{secrets.token_urlsafe(18)}"
+    session.execute(
+        update(ChannelIdentity.__table__)  # type: ignore[attr-defined]
+        .where(_identities.channel == channel, _identities.external_id == external_id)
+        .values(external_id=tombstone)
+    )
+    outbox: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(outbox)
+        .where(outbox.c.channel == channel, outbox.c.recipient == external_id)
+        .values(recipient=tombstone)
+    )
 
 
 class StorageBackoffice:

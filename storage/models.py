@@ -177,8 +177,38 @@ class StaffUser(SQLModel, table=True):
     role: str = Field(max_length=16)
     password_hash: str
     must_change_password: bool = True
-    failed_logins: int = 0
-    locked_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    # Carried in the session cookie and checked on every request: bumped on sign-out, password
+    # change and reset, it ends every session issued before.
+    session_generation: int = 0
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins of one address (`ip:…`) or one address and account name (`account:…`):
+    a fading count and until when the next try must wait (core.staff.Throttle)."""
+
+    __table_args__ = (Index("ix_loginthrottle_updated_at", "updated_at"),)
+
+    key: str = Field(primary_key=True, max_length=200)
+    score: float = 0.0
+    updated_at: datetime = Field(sa_column=_when())
+    wait_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class AccountEvent(SQLModel, table=True):
+    """Nhật ký tài khoản: who did what to which staff account, from where, written in the
+    transaction of the change. Names are copied, so the log outlives the accounts."""
+
+    __table_args__ = (Index("ix_accountevent_agency_id", "agency_code", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_when())
+    kind: str = Field(max_length=16)
+    agency_code: str = Field(max_length=32)  # the account's agency: whose admins see the entry
+    staff_id: int | None = Field(default=None, foreign_key="staffuser.id")
+    username: str = Field(max_length=64)
+    actor_username: str | None = Field(default=None, max_length=64)  # None: the server's CLI
+    address: str = Field(default="", max_length=64)
+    details: str = Field(default="", max_length=200)
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -23,6 +23,26 @@ from core.dossier import Action
 from core.messages import render
 from storage.models import Dossier, Rating, StaffUser, StatusEvent
 
+MAX_PAGE_DAYS = 366  # a report on the page: up to a year
+MAX_CSV_DAYS = 5 * 365 + 1  # a CSV download: up to five years
+
+
+@dataclass(frozen=True)
+class PeriodProblem:
+    """Why a period cannot be reported: a message key under admin and its values."""
+
+    key: str
+    values: dict[str, object]
+
+
+def period_problem(since: date, until: date, max_days: int) -> PeriodProblem | None:
+    """None when [since, until] is a period of at most `max_days` days."""
+    if until < since:
+        return PeriodProblem("admin.reports.period_reversed", {})
+    if (until - since).days + 1 > max_days:
+        return PeriodProblem("admin.reports.period_too_long", {"days": max_days})
+    return None
+
 
 @dataclass
 class Tally:

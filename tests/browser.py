@@ -16,7 +16,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 @contextmanager
 def chromium_page(**context: Any) -> Iterator[Any]:
     """A phone-sized page in headless Chromium; skips (fails under CI) without Chromium.
-    `context`: more options of Playwright's browser context (a geolocation and its permission)."""
+    `context`: more options of Playwright's browser context (a geolocation and its permission).
+
+    Anything the page's Content-Security-Policy blocked (an inline script or style left in a
+    template) fails the test when the page is closed: such a page looks fine and does nothing."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -27,6 +30,17 @@ def chromium_page(**context: Any) -> Iterator[Any]:
         )
         try:
             options = {"viewport": {"width": 390, "height": 844}, **context}
-            yield browser.new_context(**options).new_page()
+            page = browser.new_context(**options).new_page()
+            blocked: list[str] = []
+            page.on(
+                "console",
+                lambda message: (
+                    blocked.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
+            yield page
+            assert not blocked, f"blocked by the Content-Security-Policy: {blocked}"
         finally:
             browser.close()

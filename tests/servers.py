@@ -5,17 +5,20 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import select
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import httpx
 import uvicorn
 
 
@@ -54,6 +57,58 @@ class LiveServer:
             self._server.should_exit = True
             self._thread.join(timeout=10)
             self._server = self._thread = None
+
+
+def browser_client(base_url: str, **options: Any) -> httpx.Client:
+    """An httpx client playing a browser against a `live_server` whose PUBLIC_BASE_URL is https:
+    like Chromium, it sends `Secure` cookies back to 127.0.0.1 over plain http."""
+    client = httpx.Client(base_url=base_url, **options)
+
+    def loopback_is_secure(response: httpx.Response) -> None:  # after the cookies are kept
+        for cookie in client.cookies.jar:
+            cookie.secure = False
+
+    client.event_hooks["response"].append(loopback_is_secure)
+    return client
+
+
+def post_chunked(
+    base_url: str, path: str, headers: dict[str, str], chunks: Iterable[bytes]
+) -> tuple[int, bytes, int]:
+    """POST `chunks` with Transfer-Encoding: chunked (no Content-Length), as a client that keeps
+    sending until the server answers; (status, answer body, body bytes sent before the answer).
+    A server that reads everything first only answers after the last chunk."""
+    address = urlparse(base_url)
+    head = f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\nTransfer-Encoding: chunked\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    sent, answer = 0, b""
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        try:
+            for chunk in chunks:
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the server has answered: stop sending, as a browser does
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were sending
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            answer += data
+            head_part, _, body = answer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head_part.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)  # fmt: skip
+            if length is not None and len(body) >= length:
+                break
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2], sent
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
@@ -37,11 +37,12 @@ from core.forms import FORM_NUMBERS, FormFacts, FormStep, build_form, form_png
 from core.messages import render
 from core.qr import lookup_url, qr_png
 from core.staff import (
-    LOCKOUT_MINUTES,
     Permission,
     Role,
     StaffMember,
     can,
+    holds_permissions_of,
+    may_manage_account,
     roles_assignable_by,
 )
 from storage.db import session_scope
@@ -67,20 +68,25 @@ from storage.inbox import (
 from storage.models import CannedReply, Dossier, Feedback, OutboxMessage, StaffUser
 from storage.onestop import forward_failures
 from storage.outbox import dead_letters, retry_dead
-from storage.reports import report
+from storage.reports import MAX_CSV_DAYS, MAX_PAGE_DAYS, period_problem, report
 from storage.staff import (
     Login,
     StaffError,
+    account_events,
     authenticate,
     change_password,
+    change_role,
     create_staff,
+    limited_usernames,
     load_staff_async,
     member,
     reset_password,
-    session_fingerprint,
+    sign_out,
+    unlock,
 )
 from storage.zalo import get_token
 from webhook.app import RuntimeDep, templates, wake_delivery
+from webhook.limits import MAX_ROW_ID
 from webhook.runtime import Runtime
 from webhook.staff_session import (
     COOKIE,
@@ -125,6 +131,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def client_address(request: Request) -> str:
+    """The address a request came from: the peer, or — behind a reverse proxy — the one the
+    proxy names in X-Forwarded-For, which uvicorn applies only for proxies listed in
+    FORWARDED_ALLOW_IPS (`--forwarded-allow-ips`; 127.0.0.1 by default)."""
+    return request.client.host[:64] if request.client else "unknown"
+
+
 async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
     """The signed-in staff member (read on the event loop: every panel request needs it)."""
     secret = runtime.settings.secret_key.get_secret_value()
@@ -138,9 +151,9 @@ async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
     else:  # SQLite: an in-process read, cheaper inline than a thread hop
         with Session(runtime.reader) as session:
             user = session.get(StaffUser, claim.user_id)
-    if user is None or session_fingerprint(user) != claim.fingerprint:
-        raise LoginRequired
-    if user.must_change_password and request.url.path != "/admin/password":
+    if user is None or user.session_generation != claim.generation:
+        raise LoginRequired  # signed out, password changed or reset since the cookie was issued
+    if user.must_change_password and request.url.path not in ("/admin/password", "/admin/logout"):
         raise PasswordChangeRequired
     return Staff(user, csrf_token(secret, cookie or ""))
 
@@ -249,26 +262,43 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
         or not same_origin(request, runtime.settings.public_base_url)
     ):
         raise HTTPException(403, render("admin.error.csrf", LANG))
-    username, password = str(form.get("username") or ""), str(form.get("password") or "")
-    with session_scope(runtime.engine) as session:
-        result, user = authenticate(session, username, password, _now())
-        fingerprint = session_fingerprint(user) if user else ""
-        user_id = user.id if user else None
-    if result is Login.LOCKED:
-        error = render("admin.login.locked", LANG, minutes=LOCKOUT_MINUTES)
-        return _page(request, "login", None, 403, login_csrf=token, error=error, username=username)
+    username = str(form.get("username") or "")[:200]
+    password = str(form.get("password") or "")[:1000]
+    address, limit = client_address(request), runtime.settings.rate_limit_login_per_minute
+
+    def check() -> tuple[Login, int | None, int, float]:
+        with session_scope(runtime.engine) as session:
+            signed = authenticate(session, username, password, _now(), address=address,
+                                  per_minute=limit)  # fmt: skip
+            user = signed.user
+            return (signed.result, user.id if user else None,
+                    user.session_generation if user else 0, signed.wait_seconds)  # fmt: skip
+
+    result, user_id, generation, wait = await run_in_threadpool(check)  # argon2: off the loop
+    if result is Login.LIMITED:
+        seconds = max(int(wait + 0.999), 1)
+        error = render("admin.login.limited", LANG, seconds=seconds)
+        page = _page(request, "login", None, 429, login_csrf=token, error=error, username=username)
+        page.headers["Retry-After"] = str(seconds)
+        return page
     if result is Login.BAD or user_id is None:
         error = render("admin.login.bad", LANG)
         return _page(request, "login", None, 401, login_csrf=token, error=error, username=username)
     response = _redirect("/admin")
     secret = runtime.settings.secret_key.get_secret_value()
-    set_cookie(response, request, COOKIE, issue(secret, user_id, fingerprint), MAX_AGE)
+    set_cookie(response, request, COOKIE, issue(secret, user_id, generation), MAX_AGE)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
     return response
 
 
 @router.post("/logout")
-def logout(form: FormDep) -> Response:
+def logout(request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep) -> Response:
+    """Ends this session and every other one of the account (also before a forced password
+    change: the officer may leave without choosing one)."""
+    with session_scope(runtime.engine) as session:
+        user = session.get(StaffUser, staff.user.id)
+        assert user is not None
+        sign_out(session, user, address=client_address(request))
     response = _redirect("/admin/login")
     response.delete_cookie(COOKIE, path="/admin")
     return response
@@ -292,18 +322,25 @@ def password_change(
         with session_scope(runtime.engine) as session:
             user = session.get(StaffUser, staff.user.id)
             assert user is not None
-            change_password(session, user, current, new)
-            fingerprint = session_fingerprint(user)
+            change_password(session, user, current, new, address=client_address(request))
+            generation = user.session_generation
     except StaffError as error:
         return _page(request, "password", staff, 400, error=render(error.key, LANG))
     response = _redirect("/admin?done=password")
     secret = runtime.settings.secret_key.get_secret_value()
     assert staff.user.id is not None
-    set_cookie(response, request, COOKIE, issue(secret, staff.user.id, fingerprint), MAX_AGE)
+    set_cookie(response, request, COOKIE, issue(secret, staff.user.id, generation), MAX_AGE)
     return response
 
 
 # --- inbox ------------------------------------------------------------------------------------
+
+
+# Dates the panel takes in a filter or a form: a crafted 0001-01-01 or 9999-12-31 is ignored.
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+MAX_PAGE = 10_000  # of the inbox: 50 rows a page, far beyond any agency's dossiers
+DONE_NOTICES = {action.value for action in Action} | {"reply"}  # what ?done= may name
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def _parse_day(text: str) -> date | None:
@@ -311,6 +348,12 @@ def _parse_day(text: str) -> date | None:
         return date.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+def _filter_day(text: str) -> date | None:
+    """A filter's date; None when missing, not a date, or outside the years the panel serves."""
+    day = _parse_day(text)
+    return day if day is not None and EARLIEST_DAY <= day <= LATEST_DAY else None
 
 
 @router.get("")
@@ -332,8 +375,9 @@ async def inbox(
         return _page(request, "home", staff)
     queue = queue if queue in QUEUES else "new"
     wanted = InboxFilter(
-        queue, procedure, status, _parse_day(since), _parse_day(until), q[:100], max(page, 1)
-    )
+        queue, procedure, status, _filter_day(since), _filter_day(until), q[:100],
+        min(max(page, 1), MAX_PAGE),
+    )  # fmt: skip
     now, calendar = _now(), runtime.calendar
     feedback: list[Feedback] = []
     if runtime.async_reader is not None and queue != "feedback":
@@ -477,7 +521,7 @@ def _dossier_page(
 def dossier_page(
     request: Request, runtime: RuntimeDep, staff: StaffDep, code: str, done: str = ""
 ) -> HTMLResponse:
-    return _dossier_page(request, runtime, staff, code, done=done)
+    return _dossier_page(request, runtime, staff, code, done=done if done in DONE_NOTICES else "")
 
 
 def _command(action: Action, form: FormData, procedure: Any, at: datetime) -> Command:
@@ -561,7 +605,7 @@ def transfer_dossier(
 
 
 @router.get("/dossiers/{code}/files/{file_id}")
-def dossier_file(runtime: RuntimeDep, staff: StaffDep, code: str, file_id: int) -> Response:
+def dossier_file(runtime: RuntimeDep, staff: StaffDep, code: str, file_id: RowId) -> Response:
     """The original photo or PDF, only for staff who may see the dossier; never cached."""
     with Session(runtime.engine) as session:
         view = dossier_view(session, _dossier(session, staff, code))
@@ -700,7 +744,7 @@ def form_page(
 
 @router.post("/feedback/{feedback_id}/answer")
 def feedback_answer(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, feedback_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, feedback_id: RowId
 ) -> Response:
     with session_scope(runtime.engine) as session:
         feedback = session.get(Feedback, feedback_id)
@@ -728,20 +772,51 @@ def staff_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLRe
     return _staff_view(request, runtime, staff)
 
 
+@dataclass(frozen=True)
+class AccountRow:
+    """One account on the accounts page and what the viewer may do to it."""
+
+    user: StaffUser
+    limited: bool
+    may_reset: bool  # and be shown the one-time password
+    may_unlock: bool
+    roles: tuple[Role, ...]  # roles it may be given (empty: its role is not the viewer's to change)
+
+
+def _creatable_roles(staff: Staff) -> list[Role]:
+    """Roles of new accounts this person may create in the panel: only those whose one-time
+    password they may see (a system admin: other system admins; `hcc staff create` for the rest)."""
+    m = staff.member
+    return [r for r in roles_assignable_by(m) if holds_permissions_of(m, r, m.agency_code)]
+
+
 def _staff_view(
     request: Request, runtime: Runtime, staff: Staff, status: int = 200, **extra: Any
 ) -> HTMLResponse:
     scope = _staff_scope(staff)
     if scope == []:
         raise HTTPException(403, render("admin.error.forbidden", LANG))
+    m = staff.member
     with Session(runtime.engine) as session:
         query = select(StaffUser).order_by(col(StaffUser.agency_code), col(StaffUser.username))
         if scope is not None:
             query = query.where(col(StaffUser.agency_code).in_(scope))
         accounts = list(session.execute(query).scalars())
+        limited = limited_usernames(session, _now())
+    account_rows = []
+    for user in accounts:
+        manage = user.id != staff.user.id and may_manage_account(
+            m, Role(user.role), user.agency_code
+        )
+        account_rows.append(AccountRow(
+            user, user.username in limited,
+            may_reset=manage and holds_permissions_of(m, Role(user.role), user.agency_code),
+            may_unlock=manage and user.username in limited,
+            roles=roles_assignable_by(m) if manage else (),
+        ))  # fmt: skip
     agencies = [a for a in runtime.catalog.agencies.values() if scope is None or a.code in scope]
-    return _page(request, "staff", staff, status, accounts=accounts, agencies=agencies,
-                 roles=roles_assignable_by(staff.member), now=_now(), **extra)  # fmt: skip
+    return _page(request, "staff", staff, status, accounts=account_rows, agencies=agencies,
+                 roles=_creatable_roles(staff), **extra)  # fmt: skip
 
 
 @router.post("/staff")
@@ -760,11 +835,16 @@ def staff_create(
         or role not in roles_assignable_by(staff.member)
     ):
         raise HTTPException(403, render("admin.error.forbidden", LANG))
+    if not holds_permissions_of(staff.member, role, agency):
+        error = render("admin.error.one_time_elsewhere", LANG)
+        return _staff_view(request, runtime, staff, 403, error=error)
     try:
         with session_scope(runtime.engine) as session:
+            actor = session.get(StaffUser, staff.user.id)
             user, password = create_staff(session, username=str(form.get("username") or ""),
                                           full_name=str(form.get("full_name") or ""),
-                                          agency_code=agency, role=role)  # fmt: skip
+                                          agency_code=agency, role=role, by=actor,
+                                          address=client_address(request))  # fmt: skip
             username = user.username
     except StaffError as error:
         return _staff_view(request, runtime, staff, 400, error=render(error.key, LANG))
@@ -772,20 +852,84 @@ def staff_create(
     return _staff_view(request, runtime, staff, one_time=notice)
 
 
+def _managed_account(session: Session, staff: Staff, user_id: int) -> StaffUser:
+    """An account this person may reset, unlock or change the role of (never their own):
+    404 outside their agencies, 403 for an account above them (an agency admin's peer)."""
+    scope = _staff_scope(staff)
+    user = session.get(StaffUser, user_id)
+    if user is None or scope == [] or (scope is not None and user.agency_code not in scope):
+        raise HTTPException(404, render("admin.error.not_found", LANG))
+    if user.id == staff.user.id or not may_manage_account(
+        staff.member, Role(user.role), user.agency_code
+    ):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    return user
+
+
 @router.post("/staff/{user_id}/reset")
 def staff_reset(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: RowId
 ) -> HTMLResponse:
-    scope = _staff_scope(staff)
+    """A new one-time password, shown only to someone who holds every permission of the account
+    (else nothing changes: the agency admin, or `hcc staff reset` on the server, does it)."""
     with session_scope(runtime.engine) as session:
-        user = session.get(StaffUser, user_id)
-        if user is None or scope == [] or (scope is not None and user.agency_code not in scope):
-            raise HTTPException(404, render("admin.error.not_found", LANG))
-        if Role(user.role) not in roles_assignable_by(staff.member):
-            raise HTTPException(403, render("admin.error.forbidden", LANG))
-        password, username = reset_password(session, user), user.username
+        user = _managed_account(session, staff, user_id)
+        if not holds_permissions_of(staff.member, Role(user.role), user.agency_code):
+            refused = render("admin.error.one_time_elsewhere", LANG)
+        else:
+            refused = ""
+            actor = session.get(StaffUser, staff.user.id)
+            password = reset_password(session, user, by=actor, address=client_address(request))
+            username = user.username
+    if refused:
+        return _staff_view(request, runtime, staff, 403, error=refused)
     notice = render("admin.staff.one_time", LANG, username=username, password=password)
     return _staff_view(request, runtime, staff, one_time=notice)
+
+
+@router.post("/staff/{user_id}/unlock")
+def staff_unlock(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+) -> Response:
+    with session_scope(runtime.engine) as session:
+        user = _managed_account(session, staff, user_id)
+        actor = session.get(StaffUser, staff.user.id)
+        assert actor is not None
+        unlock(session, user, by=actor, address=client_address(request))
+    return _redirect("/admin/staff")
+
+
+@router.post("/staff/{user_id}/role")
+def staff_role(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, user_id: int
+) -> Response:
+    try:
+        role = Role(str(form.get("role") or ""))
+    except ValueError:
+        raise HTTPException(400, render("admin.error.forbidden", LANG)) from None
+    if role not in roles_assignable_by(staff.member):
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    with session_scope(runtime.engine) as session:
+        user = _managed_account(session, staff, user_id)
+        actor = session.get(StaffUser, staff.user.id)
+        assert actor is not None
+        change_role(session, user, role, by=actor, address=client_address(request))
+    return _redirect("/admin/staff")
+
+
+@router.get("/staff/events")
+def staff_events(
+    request: Request, runtime: RuntimeDep, staff: StaffDep, page: str = "1"
+) -> HTMLResponse:
+    """The account audit log: an agency admin's agency, or every agency for the system admin."""
+    scope = _staff_scope(staff)
+    if scope == []:
+        raise HTTPException(403, render("admin.error.forbidden", LANG))
+    number = min(max(int(page), 1), 100_000) if page.isdigit() and len(page) < 7 else 1
+    with Session(runtime.engine) as session:
+        events, more = account_events(session, None if scope is None else scope[0], number)
+    return _page(request, "account_events", staff, events=events, page=number, more=more,
+                 to_local=to_local)  # fmt: skip
 
 
 @router.get("/canned")
@@ -821,7 +965,7 @@ def canned_add(request: Request, runtime: RuntimeDep, staff: StaffDep, form: For
 
 
 @router.post("/canned/{reply_id}/delete")
-def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id: int) -> Response:
+def canned_delete(runtime: RuntimeDep, staff: StaffDep, form: FormDep, reply_id: RowId) -> Response:
     with session_scope(runtime.engine) as session:
         reply = session.get(CannedReply, reply_id)
         if reply is None or not staff.can(Permission.MANAGE_CANNED_REPLIES, reply.agency_code):
@@ -848,7 +992,7 @@ def deliveries_page(
 
 @router.post("/deliveries/{message_id}/retry")
 def delivery_retry(
-    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, message_id: int
+    request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep, message_id: RowId
 ) -> Response:
     with session_scope(runtime.engine) as session:
         if message_id not in {m.id for m in _dead_letters(session, staff)}:
@@ -872,8 +1016,17 @@ def reports_page(
     if not staff.can(Permission.VIEW_REPORTS, agency):
         raise HTTPException(403, render("admin.error.forbidden", LANG))
     today = to_local(_now()).date()
-    first = _parse_day(since) or today.replace(day=1)
-    last = _parse_day(until) or today
+    first = _filter_day(since) or today.replace(day=1)
+    last = _filter_day(until) or today
+    if (since and _filter_day(since) is None) or (until and _filter_day(until) is None):
+        error = render("admin.error.bad_date", LANG)
+    else:
+        days = MAX_CSV_DAYS if format == "csv" else MAX_PAGE_DAYS
+        problem = period_problem(first, last, days)
+        error = render(problem.key, LANG, **problem.values) if problem else ""
+    if error:
+        return _page(request, "reports", staff, 400, result=None, since=first, until=last,
+                     agency=agency, agencies=[], error=error)  # fmt: skip
     with Session(runtime.engine) as session:
         result = report(session, runtime.catalog, runtime.calendar, agency, first, last)
     if format == "csv":

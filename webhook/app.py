@@ -7,11 +7,15 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from core.messages import render
 from core.notices import render_notice
+from webhook.limits import BodyLimit
+from webhook.logs import install_secret_masking
 from webhook.runtime import Runtime, build_runtime
+from webhook.security import SecurityHeaders
 from webhook.settings import REPO_ROOT, Settings, get_settings
 
 templates = Jinja2Templates(directory=str(REPO_ROOT / "templates" / "web"))
@@ -35,6 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
 
     settings = settings or get_settings()
+    install_secret_masking(settings)  # before anything can log a token
     runtime = runtime or build_runtime(settings)
 
     citizen_bot = None
@@ -75,6 +80,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="HCC Intake", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     errors.install(app)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders, public_base_url=settings.public_base_url)  # outermost
+    app.mount("/static", StaticFiles(directory=REPO_ROOT / "static"), name="static")
     app.state.runtime = runtime
     app.state.citizen_bot = citizen_bot
     app.state.zalo = zalo_channel

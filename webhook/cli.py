@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument(
         "--role", default="desk_officer", choices=["desk_officer", "agency_admin", "system_admin"]
     )
-    reset = staff_actions.add_parser("reset", help="a new one-time password (also unlocks)")
+    reset = staff_actions.add_parser(
+        "reset", help="a new one-time password (ends its sessions, lifts sign-in limits)"
+    )
     reset.add_argument("username")
 
     worker = commands.add_parser(
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate_media.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
 
     args = parser.parse_args(argv)
+    from webhook.logs import install_secret_masking
+
+    install_secret_masking(get_settings())  # the worker and every command log through it
     if args.command in ("backup", "restore"):
         return _backup(args.command, args.directory)
     if args.command == "media":

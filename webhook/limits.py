@@ -1,20 +1,81 @@
-"""Bounded request bodies: a body is counted while it arrives and refused past its route's limit
-(413), whatever Content-Length says and for chunked uploads too — nothing larger is held."""
+"""Bounded request bodies, for the whole app in one place: every request body is counted while
+it arrives and refused past its route's ceiling with a 413 (through the error layer), whatever
+Content-Length says and for chunked uploads too — nothing larger is ever held.
+
+A declared Content-Length over the ceiling is answered before the route runs (the SMS webhook
+never reads, let alone verifies, a body it will refuse); a body without one, or one that lies,
+is cut as soon as the bytes counted pass the ceiling. The reverse proxy in front should refuse
+the same sizes first (docs/operations.md).
+"""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.documents import MAX_BYTES
+
+# What a webhook event, a lookup or a panel form needs: a few KB (a Telegram update with a
+# 4,096-character text and its entities stays well under it).
+DEFAULT_BODY_LIMIT = 64 * 1024
+# One web chat send: each file at most MAX_BYTES (checked while reading, webhook/webchat.py),
+# and all of them together less than ten full-size files — three, plus the form's text fields.
+MAX_SEND_BYTES = 3 * MAX_BYTES + DEFAULT_BODY_LIMIT
+MAX_ROW_ID = 2**63 - 1  # an id in a URL or query fits the database's BIGINT, or is a 422
+# Routes allowed more than the default (exact paths).
+BODY_LIMITS = {"/chat/api/send": MAX_SEND_BYTES}
 
 
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """The whole body, at most `limit` bytes; 413 (through the error layer) beyond that."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+class BodyTooLarge(HTTPException):
+    """The body passed its route's ceiling while it was being read (a route may say more)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request body to `path` may have."""
+    return BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuses over-long bodies early, and counts the others as they are
+    read (a route reading past the ceiling gets an HTTPException(413), answered by the app's
+    exception handlers like any other refusal)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"])
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            from webhook.errors import error_response  # the one error layer
+
+            response = error_response(Request(scope), 413)
+            response.headers["Connection"] = "close"  # the rest of the body is not read
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # it has in flight, or connections are opened and closed under load.
     database_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1)
     redis_url: str | None = None
+    # Failed panel sign-ins one client address may make per minute before each further try
+    # waits twice as long (per address and account name: 5); 0 = no limit (storage.staff).
+    rate_limit_login_per_minute: int = Field(default=10, ge=0, le=10_000)
     media_dir: Path = REPO_ROOT / "var" / "media"
     # Media on S3-compatible object storage instead of MEDIA_DIR (docs/operations.md): set
     # MEDIA_URL=s3://bucket/prefix; the endpoint is AWS's unless S3_ENDPOINT_URL is set (MinIO…).

@@ -21,7 +21,7 @@ async def sms_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
     secret = runtime.settings.sms_webhook_secret
     if secret is None:
         return JSONResponse({"error": "sms_not_configured"}, status_code=503)
-    body = await request.body()
+    body = await request.body()  # at most webhook.limits' ceiling: refused before this if larger
     if not signature_is_valid(secret.get_secret_value(), body, request.headers.get("x-signature")):
         return JSONResponse({"error": "bad_signature"}, status_code=401)
     try:

@@ -1,8 +1,10 @@
-"""Staff sessions and CSRF for the panel: a signed HttpOnly SameSite cookie, no server state.
+"""Staff sessions and CSRF for the panel: a signed HttpOnly SameSite cookie.
 
-The cookie names the account, when it was issued and a fingerprint of the password hash, so a
-password change (or reset) ends every other session. Every form carries a CSRF token derived from
-the session cookie; the login form, before a session exists, uses a double-submit cookie.
+The cookie names the account, when it was issued and the account's session generation
+(`StaffUser.session_generation`), checked on every request: sign-out, a password change or a
+reset bumps it, and every session issued before ends — a copied cookie is worthless after
+sign-out. Every form carries a CSRF token derived from the session cookie; the login form, before
+a session exists, uses a double-submit cookie.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from webhook.security import is_https
+
 COOKIE = "hcc_staff"
 LOGIN_CSRF_COOKIE = "hcc_login_csrf"
 MAX_AGE = 12 * 60 * 60  # one working day, then sign in again
@@ -24,15 +28,15 @@ def _mac(secret: str, purpose: str, value: str) -> str:
     return hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def issue(secret: str, user_id: int, fingerprint: str, now: float | None = None) -> str:
-    body = f"{user_id}.{int(now if now is not None else time.time())}.{fingerprint}"
+def issue(secret: str, user_id: int, generation: int, now: float | None = None) -> str:
+    body = f"{user_id}.{int(now if now is not None else time.time())}.{generation}"
     return f"{body}.{_mac(secret, 'staff', body)}"
 
 
 @dataclass(frozen=True)
 class SessionClaim:
     user_id: int
-    fingerprint: str
+    generation: int
 
 
 def read(secret: str, cookie: str | None, now: float | None = None) -> SessionClaim | None:
@@ -42,12 +46,12 @@ def read(secret: str, cookie: str | None, now: float | None = None) -> SessionCl
     body, mac = cookie.rsplit(".", 1)
     if not hmac.compare_digest(_mac(secret, "staff", body), mac):
         return None
-    user_id, issued, fingerprint = body.split(".")
-    if not (user_id.isdigit() and issued.isdigit()):
+    user_id, issued, generation = body.split(".")
+    if not (user_id.isdigit() and issued.isdigit() and generation.isdigit()):
         return None
     if (now if now is not None else time.time()) - int(issued) > MAX_AGE:
         return None
-    return SessionClaim(int(user_id), fingerprint)
+    return SessionClaim(int(user_id), int(generation))
 
 
 def csrf_token(secret: str, cookie: str) -> str:
@@ -74,8 +78,8 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/admin",
+        secure=is_https(request.app.state.runtime.settings.public_base_url),  # not the scheme:
+        path="/admin",  # behind a TLS proxy the app itself is reached over plain http
     )
 
 

@@ -11,29 +11,36 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.channels import Channel
 from core.conversation import Incoming, IncomingFile
 from core.documents import MAX_BYTES
 from core.geo import location
+from core.messages import render
 from core.notices import notice_reply
 from core.replies import Reply
 from storage.db import run_db, session_scope
 from storage.inbound import first_delivery, owe_replies, stored_replies
-from storage.intake import converse
+from storage.intake import converse, detach_identity
 from storage.models import utcnow
 from storage.outbox import mailbox
 from webhook.app import RuntimeDep, templates
+from webhook.limits import MAX_ROW_ID, MAX_SEND_BYTES, BodyTooLarge
+from webhook.security import is_https
+from webhook.staff_session import same_origin
 
 router = APIRouter()
 COOKIE = "hcc_chat"
 CHANNEL = Channel.WEB
-MAX_FILES_PER_SEND = 10
+MAX_FILES_PER_SEND = 10  # also said on the page, before sending
+MAX_FIELD_BYTES = 16 * 1024  # a text field (2,000 characters of Vietnamese fit)
 # The page names each send with a random id and sends it again, same id, when the answer did
 # not arrive (network, or the server died after the commit): a repeat is answered from storage.
 TURN_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -62,35 +69,65 @@ def chat_page(
     """The chat page; `?kiosk=1` (the counter's tablet) also ends the session after idling."""
     secret = runtime.settings.secret_key.get_secret_value()
     session_id = _session_id(secret, request.cookies.get(COOKIE))
-    context = {
-        "lang": "en" if lang == "en" else "vi",
-        "fresh": not session_id,
-        "kiosk_idle": KIOSK_IDLE_SECONDS if kiosk else 0,
+    language = "en" if lang == "en" else "vi"
+    limit_mb = MAX_BYTES // (1024 * 1024)
+    texts = {
+        "sending": render("webchat.sending", language),
+        "error": render("webchat.error", language),
+        "uploading": render("webchat.uploading", language, n="{n}"),
+        "end_confirm": render("webchat.end_confirm", language),
+        "location": render("chat.share_location", language),
+        "noLocation": render("webchat.no_location", language),
+        "too_many_files": render("webchat.too_many_files", language, n=MAX_FILES_PER_SEND),
+        "file_too_large": render("webchat.file_too_large", language, limit_mb=limit_mb),
+        "send_too_large": render(
+            "webchat.send_too_large", language, limit_mb=MAX_SEND_BYTES // (1024 * 1024)
+        ),
     }
+    config = {
+        "texts": texts,
+        "first": {"text": "/start"} if not session_id else {"button": "nav:resume"},
+        "kiosk_idle": KIOSK_IDLE_SECONDS if kiosk else 0,
+        "max_files": MAX_FILES_PER_SEND,
+        "max_file_bytes": MAX_BYTES,
+        "max_send_bytes": MAX_SEND_BYTES,
+    }
+    context = {"lang": language, "config": config, "max_files": MAX_FILES_PER_SEND,
+               "max_file_mb": limit_mb}  # fmt: skip
     response = templates.TemplateResponse(request, "chat.html", context)
     if session_id is None:
-        _set_cookie(response, request, _sign(secret, secrets.token_urlsafe(18)))
+        cookie = _sign(secret, secrets.token_urlsafe(18))
+        _set_cookie(response, runtime.settings.public_base_url, cookie)
     return response
 
 
-def _set_cookie(response: Response, request: Request, value: str) -> None:
+def _set_cookie(response: Response, public_base_url: str, value: str) -> None:
     response.set_cookie(
         COOKIE,
         value,
         max_age=60 * 60 * 24 * 30,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_https(public_base_url),  # not the request's scheme: a TLS proxy may be in front
     )
 
 
 @router.post("/chat/api/end")
-async def chat_end(request: Request) -> JSONResponse:
-    """ "Finish" on a shared device: the next person gets a new, empty session — they cannot see
-    the previous citizen's conversation or dossiers."""
-    origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+async def chat_end(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """ "Finish" on a shared device: the session is detached from its citizen on the server, and
+    the next person gets a new, empty session — neither they nor anyone holding a copy of the old
+    cookie can see the previous citizen's conversation, dossiers or notices."""
+    if not same_origin(request, runtime.settings.public_base_url):
         return JSONResponse({"error": "cross_site"}, status_code=403)
+    secret = runtime.settings.secret_key.get_secret_value()
+    session_id = _session_id(secret, request.cookies.get(COOKIE))
+    if session_id is not None:
+
+        def detach() -> None:
+            with session_scope(runtime.engine) as session:
+                detach_identity(session, CHANNEL, session_id)
+
+        await run_db(runtime.engine, detach, quick=True)
     response = JSONResponse({"ok": True})
     response.delete_cookie(COOKIE)  # the next page load starts a new session, with a welcome
     return response
@@ -102,28 +139,21 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
     session_id = _session_id(secret, request.cookies.get(COOKIE))
     if session_id is None:
         return JSONResponse({"error": "no_session"}, status_code=401)
-    origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+    if not same_origin(request, runtime.settings.public_base_url):
         return JSONResponse({"error": "cross_site"}, status_code=403)
-    length = int(request.headers.get("content-length") or 0)
-    if length > MAX_BYTES * MAX_FILES_PER_SEND + 65536:
-        return JSONResponse({"error": "too_large"}, status_code=413)
-    form = await request.form(max_files=MAX_FILES_PER_SEND, max_part_size=MAX_BYTES + 1)
-    files = []
-    for upload in form.getlist("files"):
-        if isinstance(upload, UploadFile):
-            files.append(IncomingFile(await upload.read(), upload.filename or ""))
+    fields, files = await read_send(request)
     point = None
-    if "latitude" in form or "longitude" in form:  # the page's "send my location" button
-        point = location(str(form.get("latitude") or ""), str(form.get("longitude") or ""))
+    shared = "latitude" in fields or "longitude" in fields  # the page's "send my location"
+    if shared:
+        point = location(fields.get("latitude", ""), fields.get("longitude", ""))
     incoming = Incoming(
-        text=str(form.get("text") or "")[:2000],
-        button=str(form.get("button") or "")[:64],
+        text=fields.get("text", "")[:2000],
+        button=fields.get("button", "")[:64],
         files=tuple(files),
         location=point,
-        unsupported=point is None and ("latitude" in form or "longitude" in form),
+        unsupported=point is None and shared,
     )
-    turn_id = str(form.get("turn") or "")
+    turn_id = fields.get("turn", "")
     delivery = f"{session_id}:{turn_id}" if TURN_ID.fullmatch(turn_id) else None
 
     def turn() -> list[Reply]:
@@ -150,8 +180,103 @@ async def chat_send(request: Request, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse({"replies": [_reply_json(reply) for reply in replies]})
 
 
+async def read_send(request: Request) -> tuple[dict[str, str], list[IncomingFile]]:
+    """The send's text fields and files, each file counted while it arrives: past MAX_BYTES, or
+    past MAX_FILES_PER_SEND files, or the whole send past its ceiling (webhook.limits), it is
+    refused with a sentence the page shows — before more is read."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":  # a text or button without files
+        try:
+            form = await request.form(max_files=0, max_part_size=MAX_FIELD_BYTES)
+        except StarletteHTTPException as error:  # its parser words its refusals in English
+            raise HTTPException(error.status_code) from None
+        return {k: v for k, v in form.items() if isinstance(v, str)}, []
+    if not params.get(b"boundary"):
+        raise HTTPException(400)
+    reader = _SendReader()
+    parser = MultipartParser(params[b"boundary"], reader.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except BodyTooLarge:
+        limit = MAX_SEND_BYTES // (1024 * 1024)
+        raise HTTPException(413, render("webchat.send_too_large", limit_mb=limit)) from None
+    except MultipartParseError:
+        raise HTTPException(400) from None
+    return reader.fields, reader.files
+
+
+# The text fields a send may carry (anything else is dropped): what was typed or pressed, the
+# turn's id, a location the page's "send my location" button shared.
+SEND_FIELDS = ("text", "button", "turn", "latitude", "longitude")
+
+
+class _SendReader:
+    """python-multipart callbacks that keep the fields and files of one send, refusing as soon
+    as a limit is passed (the 11th file at its first byte, a file at its 20 MB + 1st)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.files: list[IncomingFile] = []
+        self._header, self._value, self._disposition = b"", b"", b""
+        self._name, self._filename = "", None  # type: tuple[str, str | None]
+        self._data = bytearray()
+
+    def callbacks(self) -> Any:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._header_name,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _begin(self) -> None:
+        self._disposition, self._data = b"", bytearray()
+
+    def _header_name(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header.lower() == b"content-disposition":
+            self._disposition = self._value
+        self._header, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        options = parse_options_header(self._disposition)[1]
+        self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        self._filename = None if filename is None else filename.decode("utf-8", "replace")[:200]
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._filename is None:
+            if len(self._data) + end - start > MAX_FIELD_BYTES:
+                raise HTTPException(413)
+        elif len(self.files) >= MAX_FILES_PER_SEND:
+            raise HTTPException(400, render("webchat.too_many_files", n=MAX_FILES_PER_SEND))
+        elif len(self._data) + end - start > MAX_BYTES:
+            limit = MAX_BYTES // (1024 * 1024)
+            raise HTTPException(413, render("webchat.file_too_large", limit_mb=limit))
+        self._data += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._filename is not None:
+            if self._name == "files" and self._data:
+                self.files.append(IncomingFile(bytes(self._data), self._filename))
+        elif self._name in SEND_FIELDS:
+            self.fields[self._name] = self._data.decode("utf-8", "replace")
+
+
 @router.get("/chat/api/updates")
-async def chat_updates(request: Request, runtime: RuntimeDep, after: int = 0) -> JSONResponse:
+async def chat_updates(
+    request: Request, runtime: RuntimeDep, after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0
+) -> JSONResponse:
     """Status pushes delivered to this chat since message `after` (the page polls this)."""
     secret = runtime.settings.secret_key.get_secret_value()
     session_id = _session_id(secret, request.cookies.get(COOKIE))

@@ -262,8 +262,9 @@ def test_the_web_chat_shows_pushes_to_its_own_session_only(
 ) -> None:
     app = create_app(configured.model_copy(update={"dispatch_interval_seconds": 0.1}))
     runtime: Runtime = app.state.runtime
-    other = TestClient(app)  # another browser (no second app lifespan)
-    with TestClient(app) as mine:
+    # another browser (no second app lifespan)
+    other = TestClient(app, base_url="https://testserver")
+    with TestClient(app, base_url="https://testserver") as mine:
         mine.get("/chat")
         other.get("/chat")
         session_id = mine.cookies["hcc_chat"].split(".")[0]
@@ -277,7 +278,9 @@ def test_the_web_chat_shows_pushes_to_its_own_session_only(
         assert other.get("/chat/api/updates", params={"after": 0}).json()["messages"] == []
         after = pushed[-1]["id"]
         assert mine.get("/chat/api/updates", params={"after": after}).json()["messages"] == []
-        forged = TestClient(app, cookies={"hcc_chat": f"{session_id}.forged"})
+        forged = TestClient(
+            app, base_url="https://testserver", cookies={"hcc_chat": f"{session_id}.forged"}
+        )
         assert forged.get("/chat/api/updates").status_code == 401
     runtime.engine.dispose()
 
@@ -289,7 +292,7 @@ def test_the_embedded_mode_delivers_from_the_web_process_without_redis(
     fake, _ = telegram
     app = create_app(configured.model_copy(update={"dispatch_interval_seconds": 0.1}))
     runtime: Runtime = app.state.runtime
-    with TestClient(app):
+    with TestClient(app, base_url="https://testserver"):
         accepted(runtime, NOW, external_id=str(CHAT))
         deadline = time.time() + 10
         while not messages(fake) and time.time() < deadline:

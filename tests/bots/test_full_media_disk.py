@@ -89,7 +89,8 @@ def test_a_photo_on_a_full_disk_is_answered_and_accepted_once_there_is_room(
         assert health.json()["ok"] is False
         assert health.json()["media"] == "error: No space left on device"
         assert "hcc_media_store_up 0.0" in client.get("/metrics", headers=scrape).text
-        browser = TestClient(client.app, follow_redirects=False)  # the panel, same process
+        # the panel, same process
+        browser = TestClient(client.app, base_url="https://testserver", follow_redirects=False)
         admin = signed_in(browser, runtime, "an.sys", first_agency(catalog), Role.SYSTEM_ADMIN)
         page = admin.get("/admin/deliveries")
         banner = render("admin.system.media_unavailable", "vi", reason="No space left on device")

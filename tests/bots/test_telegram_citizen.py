@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,9 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from storage.models import DocumentFile, Dossier, InboundEvent
+from core.documents import MAX_BYTES
+from core.messages import render
+from storage.models import ChannelIdentity, DocumentFile, Dossier, InboundEvent
 from tests import images
 from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, FakeTelegram, Updates
 from webhook.app import create_app
@@ -31,7 +34,7 @@ def bot_app(settings: Settings, fake: FakeTelegram, **changes: Any) -> Iterator[
     """The app with the citizen bot against `fake`, `settings` changed as given."""
     app = create_app(settings.model_copy(update=changes))
     app.state.fake_telegram = fake  # for `post`: Telegram runs the webhook's answer
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="https://testserver") as test_client:
         yield test_client
     app.state.runtime.engine.dispose()
 
@@ -397,9 +400,11 @@ def test_private_texts_skip_aiogram_and_everything_else_does_not(
         assert not isinstance(read_update(bot, json.dumps(update).encode()), PlainText), name
 
 
-def test_text_button_and_group_text_are_answered_as_before(
+def test_text_button_and_group_text_are_answered(
     client: TestClient, telegram: tuple[FakeTelegram, str]
 ) -> None:
+    """A private chat runs the dialogue; a group gets one line (it is not one citizen: its
+    members would continue each other's drafts and see each other's dossiers)."""
     fake, _ = telegram
     chat = Updates()
     assert post(client, chat.text("/start")) == 200
@@ -411,6 +416,107 @@ def test_text_button_and_group_text_are_answered_as_before(
     calls = len(fake.calls)
     assert post(client, _in_a_group(Updates(first_update_id=9000).text("/start"))) == 200
     [welcome, *_] = fake.calls[calls:]
-    assert int(welcome.params["chat_id"]) == -1001234  # aiogram runs its turn, as it always did
-    assert "Xin chào" in welcome.params["text"]
-    assert count(client, InboundEvent) == 4
+    assert int(welcome.params["chat_id"]) == -1001234
+    assert welcome.params["text"] == render("chat.private_only")
+    assert count(client, InboundEvent) == 3  # no turn ran for the group
+    with Session(client.app.state.runtime.engine) as session:  # type: ignore[attr-defined]
+        chats = session.execute(select(ChannelIdentity.external_id)).scalars().all()
+    assert chats == ["424242"]
+
+
+def test_a_group_photo_or_button_runs_no_dialogue(
+    client: TestClient, telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, _ = telegram
+    group = Updates(chat_id=-1005555, chat_type="group")
+    fake.add_file("group-photo", images.good_jpeg(4))
+    for update in (group.photo("group-photo"), group.button("menu:submit")):
+        before = len(fake.calls)
+        assert post(client, update) == 200
+        texts = [c.params.get("text") for c in fake.calls[before:] if c.method == "sendMessage"]
+        assert texts == [render("chat.private_only")]
+    assert fake.file_requests == []  # nothing of the group's was downloaded
+    assert count(client, ChannelIdentity) == 0
+
+
+def _photo_step(client: TestClient) -> Updates:
+    chat = Updates(chat_id=515151, first_update_id=20000)
+    _to_documents_step(client, chat)
+    return chat
+
+
+def _answer_to(client: TestClient, fake: FakeTelegram, update: dict[str, Any]) -> list[str]:
+    before = len(fake.calls)
+    assert post(client, update) == 200  # never a 500: Telegram would redeliver into the same
+    return [str(c.params.get("text")) for c in fake.calls[before:] if c.method == "sendMessage"]
+
+
+@pytest.mark.parametrize("said_size", [None, 150_000], ids=["no file_size", "a lying file_size"])
+def test_a_file_larger_than_it_says_is_cut_at_20_mb(
+    client: TestClient, telegram: tuple[FakeTelegram, str], said_size: int | None
+) -> None:
+    fake, _ = telegram
+    chat = _photo_step(client)
+    fake.add_file("huge", b"\xff\xd8" + b"\0" * (MAX_BYTES + 1), said_size=said_size)
+    update = chat.document("huge", "to-khai.pdf", "application/pdf", 150_000)
+    if said_size is None:
+        del update["message"]["document"]["file_size"]
+    assert _answer_to(client, fake, update) == [render("chat.file_too_large_telegram")]
+    assert count(client, DocumentFile) == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["getFile refused", "file 404", "file 500", "path ../", "absolute path"],
+)
+def test_a_failed_download_asks_to_send_again_and_answers_200(
+    client: TestClient, telegram: tuple[FakeTelegram, str], failure: str
+) -> None:
+    fake, _ = telegram
+    chat = _photo_step(client)
+    photo = images.good_jpeg(5)
+    match failure:
+        case "getFile refused":
+            fake.add_file("p", photo)
+            fake.failing["getFile"] = [400]
+        case "file 404":
+            fake.add_file("p", photo, status=404)
+        case "file 500":
+            fake.add_file("p", photo, status=500)
+        case "path ../":
+            fake.add_file("p", photo, path="../../etc/passwd")
+        case "absolute path":
+            fake.add_file("p", photo, path="/etc/passwd")
+    assert _answer_to(client, fake, chat.photo("p")) == [render("chat.download_failed")]
+    if "path" in failure:
+        assert fake.file_requests == []  # such a path is not followed
+    # The citizen sends it again and it is taken.
+    fake.failing.pop("getFile", None)
+    fake.add_file("p2", photo)
+    assert "Đã nhận 1 ảnh" in _answer_to(client, fake, chat.photo("p2"))[0]
+
+
+def test_the_bot_token_never_reaches_the_log(
+    client: TestClient, telegram: tuple[FakeTelegram, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file server's error carries the URL `/file/bot<token>/…`: the log names the file
+    id, and whatever else logs it has the token masked."""
+    fake, _ = telegram
+    chat = _photo_step(client)
+    fake.add_file("p404", images.good_jpeg(6), status=404)
+    with caplog.at_level(logging.DEBUG):
+        assert _answer_to(client, fake, chat.photo("p404")) == [render("chat.download_failed")]
+        logging.getLogger("aiohttp.client").error(
+            "GET %s failed", f"{fake_base(client)}/file/bot{TOKEN}/photos/p404.jpg"
+        )
+    secret_part = TOKEN.split(":")[1]
+    assert "p404" in caplog.text
+    assert caplog.records and all(secret_part not in _full(r) for r in caplog.records)
+
+
+def fake_base(client: TestClient) -> str:
+    return str(client.app.state.runtime.settings.telegram_api_base)  # type: ignore[attr-defined]
+
+
+def _full(record: logging.LogRecord) -> str:
+    return logging.Formatter().format(record)

@@ -304,7 +304,7 @@ def test_pushes_faster_than_the_apps_rate_wait_without_spending_attempts(
 def test_bad_parameters_are_a_dead_letter_with_zalos_reason_in_the_panel(wire: Wire) -> None:
     app = create_app(wire.settings.model_copy(update={"dispatch_interval_seconds": 3600}))
     runtime: Runtime = app.state.runtime
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
         access, refresh = wire.zalo.issue_pair()
         with session_scope(runtime.engine) as session:
             save_tokens(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,43 @@ def test_bad_override_file_names_the_problem(tmp_path: Path, content: str, messa
 def test_missing_file_means_library_only(tmp_path: Path) -> None:
     assert load_calendar(tmp_path / "none.toml") == WorkingCalendar()
     assert load_calendar(None) == WorkingCalendar()
+
+
+def _day_by_day(calendar: WorkingCalendar, start: date, end: date) -> int:
+    """The definition, one day at a time: working days in (start, end]."""
+    if end < start:
+        return -_day_by_day(calendar, end, start)
+    count, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        count += calendar.is_working_day(day)
+    return count
+
+
+def test_working_days_between_counts_per_year_as_the_days_would() -> None:
+    """Over Tết, swapped days, a decided day off and a make-up Saturday (both ways)."""
+    calendar = WorkingCalendar(
+        days_off=frozenset({date(2026, 4, 24), date(2027, 1, 5)}),
+        working_days=frozenset({date(2026, 5, 9), date(2027, 2, 20)}),
+    )
+    spans = [
+        (date(2026, 1, 1), date(2026, 12, 31)),
+        (date(2026, 4, 20), date(2026, 5, 12)),
+        (date(2027, 1, 29), date(2027, 2, 22)),  # Tết 2027
+        (date(2025, 12, 27), date(2028, 3, 3)),
+        (date(2026, 5, 9), date(2026, 5, 9)),
+        (date(2026, 5, 10), date(2026, 5, 8)),
+        (date(2026, 5, 8), date(2026, 5, 9)),  # Friday to the make-up Saturday: 1
+    ]
+    for start, end in spans:
+        assert calendar.working_days_between(start, end) == _day_by_day(calendar, start, end)
+    assert calendar.working_days_between(date(2026, 5, 8), date(2026, 5, 9)) == 1
+    assert calendar.working_days_between(date(2026, 4, 23), date(2026, 4, 24)) == 0
+
+
+def test_a_date_thousands_of_years_away_is_counted_at_once() -> None:
+    """9999-12-31 (a crafted extension date) cost ~3 s a dossier page, day by day."""
+    started = time.monotonic()
+    days = WorkingCalendar().working_days_between(date(2026, 12, 7), date(9999, 12, 31))
+    assert time.monotonic() - started < 1.0
+    assert 2_000_000 < days < 2_100_000

@@ -293,6 +293,18 @@ def test_extension_less_than_a_working_day_before_due_is_refused(
     assert raised.value.reason == "extension_too_late"
 
 
+def test_extension_date_is_at_most_a_year_later(
+    ho_kinh_doanh: Procedure, calendar: WorkingCalendar
+) -> None:
+    state = running_facts(Status.PROCESSING)  # due Thursday 10/12/2026
+    assert extend(state, MONDAY_9, date(2027, 12, 10), ho_kinh_doanh, calendar).extended
+    for too_far in (date(2027, 12, 13), date(9999, 12, 31)):
+        with pytest.raises(DossierRuleError) as raised:
+            extend(state, MONDAY_9, too_far, ho_kinh_doanh, calendar)
+        assert raised.value.reason == "extension_too_far"
+        assert "10/12/2027" in raised.value.message("vi")
+
+
 def test_extension_date_must_be_later_and_a_working_day(
     ho_kinh_doanh: Procedure, calendar: WorkingCalendar
 ) -> None:

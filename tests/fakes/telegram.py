@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import httpx
@@ -42,6 +42,9 @@ class FakeTelegram:
         self.files_dir = files_dir  # files named <file_id>.jpg here are served too
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
+        self.said_sizes: dict[str, int | None] = {}  # file_id → the file_size getFile says
+        self.file_statuses: dict[str, int] = {}  # file_path → the file server's error status
+        self.file_requests: list[str] = []  # paths asked of the file server
         self._ids = itertools.count(1000)
         self.rate_limited: dict[str, list[int]] = {}  # method → retry_after of the next 429s
         self.failing: dict[str, list[int]] = {}  # method → HTTP status of the next failures
@@ -64,8 +67,22 @@ class FakeTelegram:
             ]
         )
 
-    def add_file(self, file_id: str, content: bytes, path: str | None = None) -> None:
+    def add_file(
+        self,
+        file_id: str,
+        content: bytes,
+        path: str | None = None,
+        *,
+        said_size: int | Literal["actual"] | None = "actual",
+        status: int = 200,
+    ) -> None:
+        """Serve `content` for `file_id`. `getFile` says `said_size` (a lie, or None: no
+        file_size at all) and the file server answers `status` (404, 500: no content)."""
         self.files[file_id] = (path or f"photos/{file_id}.jpg", content)
+        if said_size != "actual":
+            self.said_sizes[file_id] = said_size
+        if status != 200:
+            self.file_statuses[self.files[file_id][0]] = status
 
     def deliver(
         self, client: httpx.Client, url: str, update: dict[str, Any], secret: str = TELEGRAM_SECRET
@@ -169,12 +186,13 @@ class FakeTelegram:
             if file_id not in self.files and self.files_dir is not None:
                 self.add_file(file_id, (self.files_dir / f"{file_id}.jpg").read_bytes())
             path, content = self.files[file_id]
-            return {
+            result = {
                 "file_id": params["file_id"],
                 "file_unique_id": f"u{params['file_id']}",
-                "file_size": len(content),
+                "file_size": self.said_sizes.get(file_id, len(content)),
                 "file_path": path,
             }
+            return {k: v for k, v in result.items() if v is not None}
         if method in ("sendMessage", "sendPhoto", "sendDocument"):
             chat_id = int(params["chat_id"])
             message: dict[str, Any] = {
@@ -200,6 +218,9 @@ class FakeTelegram:
 
     async def _file(self, request: Request) -> Response:
         path = request.path_params["path"]
+        self.file_requests.append(path)
+        if path in self.file_statuses:
+            return Response(b"error", status_code=self.file_statuses[path])
         for file_path, content in self.files.values():
             if file_path == path:
                 return Response(content, media_type="application/octet-stream")
@@ -222,16 +243,22 @@ def _maybe_json(value: str) -> Any:
 class Updates:
     """Real-shaped Bot API updates from one private chat."""
 
-    def __init__(self, chat_id: int = 424242, first_update_id: int = 5000) -> None:
+    def __init__(
+        self, chat_id: int = 424242, first_update_id: int = 5000, chat_type: str = "private"
+    ) -> None:
         self.chat_id = chat_id
+        self.chat_type = chat_type  # "group", "supergroup", "channel": not a private chat
         self._update_ids = itertools.count(first_update_id)
         self._message_ids = itertools.count(1)
 
     def _chat(self) -> dict[str, Any]:
+        if self.chat_type != "private":
+            return {"id": self.chat_id, "type": self.chat_type, "title": "Tổ dân phố 3"}
         return {"id": self.chat_id, "type": "private", "first_name": "Mai"}
 
     def _user(self) -> dict[str, Any]:
-        return {"id": self.chat_id, "is_bot": False, "first_name": "Mai", "language_code": "vi"}
+        user_id = abs(self.chat_id)  # a group's id is negative, its members' are not
+        return {"id": user_id, "is_bot": False, "first_name": "Mai", "language_code": "vi"}
 
     def _message(self, **content: Any) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from webhook.settings import Settings
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="https://testserver") as test_client:
         yield test_client
     app.state.runtime.engine.dispose()
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import zxingcpp
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
@@ -21,9 +23,17 @@ from core.catalog import Catalog
 from core.dossier import Action
 from core.flows import NO_ONESTOP
 from core.messages import render
-from core.staff import Role
+from core.staff import ACCOUNT_THROTTLE, Role
 from storage.db import session_scope
-from storage.models import Dossier, OutboxMessage, StaffUser, StatusEvent, ThreadMessage
+from storage.models import (
+    AccountEvent,
+    CannedReply,
+    Dossier,
+    OutboxMessage,
+    StaffUser,
+    StatusEvent,
+    ThreadMessage,
+)
 from storage.staff import create_staff
 from tests.dossiers import act, citizen_dossier
 from tests.servers import wait_until
@@ -38,7 +48,7 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 @pytest.fixture
 def app_runtime(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
     app = create_app(settings)
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
         yield client, app.state.runtime
     app.state.runtime.engine.dispose()
 
@@ -126,7 +136,12 @@ def test_first_sign_in_forces_a_password_change(app_runtime: tuple[TestClient, R
     assert done.headers["location"] == "/admin?done=password"  # type: ignore[attr-defined]
     assert client.get("/admin").status_code == 200
     # The session from before the change is over; the one-time password no longer works.
-    stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": old_cookie or ""})
+    stale = TestClient(
+        client.app,
+        base_url="https://testserver",
+        follow_redirects=False,
+        cookies={"hcc_staff": old_cookie or ""},
+    )
     assert stale.get("/admin").headers["location"] == "/admin/login"
     client.cookies.clear()
     assert Desk(client).login("lan.ttphcc", one_time).status_code == 401  # type: ignore[attr-defined]
@@ -134,23 +149,100 @@ def test_first_sign_in_forces_a_password_change(app_runtime: tuple[TestClient, R
     assert user.password_hash.startswith("$argon2id$")
 
 
-def test_repeated_failures_lock_the_account_with_the_same_answer_for_unknown_names(
+def _argon2_seconds() -> float:
+    """What one argon2 verification of a wrong password costs on this machine now."""
+    hasher = PasswordHasher()
+    hashed = hasher.hash("a-password-of-someone")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with pytest.raises(VerificationError):
+            hasher.verify(hashed, "a-guess")
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _timed_login(desk: Desk, username: str, password: str) -> tuple[int, str, float]:
+    desk.get("/admin/login")
+    start = time.perf_counter()
+    response = desk.post("/admin/login", {"username": username, "password": password})
+    elapsed = time.perf_counter() - start
+    alert = re.search(r'role="alert">([^<]*)<', response.text)  # type: ignore[attr-defined]
+    return response.status_code, alert.group(1) if alert else "", elapsed  # type: ignore[attr-defined]
+
+
+def test_an_unknown_name_is_answered_like_a_wrong_password_and_as_slowly(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    """Status, message and time say nothing about whether an account exists: an unknown name is
+    checked against a dummy argon2 hash, so both answers take the argon2 time."""
+    client, runtime = app_runtime
+    new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk = Desk(client)
+    unknown = [_timed_login(desk, "nobody.ttphcc", "whatever") for _ in range(3)]
+    wrong = [_timed_login(desk, "lan.ttphcc", "whatever") for _ in range(3)]
+    assert {(status, text) for status, text, _ in unknown + wrong} == {
+        (401, "Tài khoản hoặc mật khẩu không đúng.")
+    }
+    argon2 = _argon2_seconds()
+    fastest_unknown = min(t for *_, t in unknown)
+    fastest_wrong = min(t for *_, t in wrong)
+    assert fastest_unknown > 0.5 * argon2 and fastest_wrong > 0.5 * argon2, (argon2, unknown, wrong)
+    assert max(fastest_unknown, fastest_wrong) < 3 * min(fastest_unknown, fastest_wrong)
+    assert "hcc_staff" not in client.cookies
+
+
+def test_hammering_an_account_from_one_address_does_not_keep_its_officer_out(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    """No lock: the guesser's address waits longer and longer (429, the same for every name),
+    the officer signs in from their own address."""
+    client, runtime = app_runtime
+    one_time = new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    attacker = Desk(TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)))
+    answers = set()
+    for name in ("lan.ttphcc", "nobody.ttphcc"):
+        for _ in range(int(ACCOUNT_THROTTLE.free) + 1):  # + 1: the count fades while they type
+            assert attacker.login(name, "whatever").status_code == 401  # type: ignore[attr-defined]
+        attacker.get("/admin/login")
+        limited = attacker.post("/admin/login", {"username": name, "password": one_time})
+        assert int(limited.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
+        alert = re.search(r'role="alert">([^<]*)<', limited.text)  # type: ignore[attr-defined]
+        answers.add((limited.status_code, alert.group(1) if alert else ""))  # type: ignore[attr-defined]
+    [(status, text)] = answers  # the right password, too, and the same for a name nobody has
+    assert status == 429 and "thử lại sau" in text, text
+    assert "hcc_staff" not in attacker.client.cookies
+    officer = Desk(TestClient(client.app, follow_redirects=False, client=("198.51.100.7", 4000)))
+    assert officer.login("lan.ttphcc", one_time).status_code == 303  # type: ignore[attr-defined]
+    assert [(e.kind, e.username, e.address) for e in rows(runtime, AccountEvent)][1:] == [
+        ("limited", "lan.ttphcc", "203.0.113.9"),
+        ("signed_in", "lan.ttphcc", "198.51.100.7"),
+    ]
+
+
+def test_sign_out_ends_the_session_and_every_other_one(
     app_runtime: tuple[TestClient, Runtime],
 ) -> None:
     client, runtime = app_runtime
-    one_time = new_account(runtime, "lan.ttphcc", first_agency(runtime.catalog))
-    desk = Desk(client)
-    unknown = desk.login("nobody.ttphcc", "whatever")
-    wrong = desk.login("lan.ttphcc", "whatever")
-    assert unknown.status_code == wrong.status_code == 401  # type: ignore[attr-defined]
-    assert "Tài khoản hoặc mật khẩu không đúng" in unknown.text  # type: ignore[attr-defined]
-    for _ in range(3):
-        desk.login("lan.ttphcc", "whatever")
-    fifth = desk.login("lan.ttphcc", "whatever")
-    assert fifth.status_code == 403  # type: ignore[attr-defined]
-    locked = desk.login("lan.ttphcc", one_time)  # the right password, too late
-    assert locked.status_code == 403 and "tạm khóa" in locked.text  # type: ignore[attr-defined]
-    assert "hcc_staff" not in client.cookies
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    this_one = client.cookies["hcc_staff"]
+    other = Desk(TestClient(client.app, follow_redirects=False))  # the same officer elsewhere
+    assert other.login("lan.ttphcc", PASSWORD).status_code == 303  # type: ignore[attr-defined]
+    other_one = other.client.cookies["hcc_staff"]
+    assert desk.post("/admin/logout").headers["location"] == "/admin/login"  # type: ignore[attr-defined]
+    for cookie in (this_one, other_one):  # a copied cookie opens nothing any more
+        stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": cookie})
+        assert stale.get("/admin").headers["location"] == "/admin/login"
+    # An officer who has not chosen their password yet may still leave.
+    one_time = new_account(runtime, "minh.ttphcc", first_agency(runtime.catalog))
+    client.cookies.clear()
+    first = Desk(client)
+    assert first.login("minh.ttphcc", one_time).status_code == 303  # type: ignore[attr-defined]
+    first.get("/admin/password")
+    cookie = client.cookies["hcc_staff"]
+    assert first.post("/admin/logout").headers["location"] == "/admin/login"  # type: ignore[attr-defined]
+    stale = TestClient(client.app, follow_redirects=False, cookies={"hcc_staff": cookie})
+    assert stale.get("/admin/password").headers["location"] == "/admin/login"
 
 
 def test_forms_without_the_session_token_or_from_another_site_change_nothing(
@@ -420,6 +512,130 @@ def test_accounts_are_managed_within_the_agency(app_runtime: tuple[TestClient, R
     assert names == {"lan.ttphcc", "hoa.ttphcc", "minh.ttphcc"}
 
 
+def _hash_of(runtime: Runtime, username: str) -> str:
+    return next(u.password_hash for u in rows(runtime, StaffUser) if u.username == username)
+
+
+def test_a_one_time_password_is_shown_only_to_who_holds_the_accounts_permissions(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    """A system admin (no personal data) cannot get an officer's one-time password — by a reset
+    or a new account — nor an agency admin a peer admin's: they would sign in as them."""
+    client, runtime = app_runtime
+    agency = first_agency(runtime.catalog)
+    new_account(runtime, "lan.ttphcc", agency)
+    new_account(runtime, "hoa.ttphcc", agency, Role.AGENCY_ADMIN)
+    lan_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "lan.ttphcc")
+    hoa_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "hoa.ttphcc")
+    root = signed_in(client, runtime, "root.sotttt", runtime.catalog.province.code,
+                     Role.SYSTEM_ADMIN)  # fmt: skip
+    page = root.get("/admin/staff")
+    assert f"/admin/staff/{lan_id}/reset" not in page.text  # type: ignore[attr-defined]
+    before = _hash_of(runtime, "lan.ttphcc")
+    refused = root.post(f"/admin/staff/{lan_id}/reset")
+    assert refused.status_code == 403 and "hcc staff reset" in refused.text  # type: ignore[attr-defined]
+    assert "Mật khẩu dùng một lần" not in refused.text  # type: ignore[attr-defined]
+    assert _hash_of(runtime, "lan.ttphcc") == before
+    officer = {"username": "an.ttphcc", "full_name": "An", "role": "desk_officer", "agency": agency}
+    made = root.post("/admin/staff", officer)
+    assert made.status_code == 403 and "Mật khẩu dùng một lần" not in made.text  # type: ignore[attr-defined]
+    assert "an.ttphcc" not in {u.username for u in rows(runtime, StaffUser)}
+    peer = root.post("/admin/staff", {"username": "bao.sotttt", "full_name": "Bảo",
+                                      "role": "system_admin",
+                                      "agency": runtime.catalog.province.code})  # fmt: skip
+    assert "Mật khẩu dùng một lần của bao.sotttt" in peer.text  # type: ignore[attr-defined]
+    # The agency admin resets an officer (and sees it), not a peer admin.
+    lan_session = Desk(TestClient(client.app, follow_redirects=False))
+    lan_one_time = new_account(runtime, "minh.ttphcc", agency)
+    assert lan_session.login("minh.ttphcc", lan_one_time).status_code == 303  # type: ignore[attr-defined]
+    minh_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "minh.ttphcc")
+    admin = signed_in(client, runtime, "thu.ttphcc", agency, Role.AGENCY_ADMIN)
+    admin.get("/admin/staff")
+    before = _hash_of(runtime, "hoa.ttphcc")
+    assert admin.post(f"/admin/staff/{hoa_id}/reset").status_code == 403  # type: ignore[attr-defined]
+    assert _hash_of(runtime, "hoa.ttphcc") == before
+    reset = admin.post(f"/admin/staff/{minh_id}/reset")
+    assert "Mật khẩu dùng một lần của minh.ttphcc" in reset.text  # type: ignore[attr-defined]
+    # The reset ends the officer's open session.
+    assert lan_session.client.get("/admin/password").headers["location"] == "/admin/login"
+
+
+def test_the_account_log_records_each_event_for_the_agencys_admins(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    agency, other = first_agency(runtime.catalog), other_agency(runtime.catalog)
+    admin = signed_in(client, runtime, "hoa.ttphcc", agency, Role.AGENCY_ADMIN)
+    admin.get("/admin/staff")
+    made = admin.post("/admin/staff", {"username": "minh.ttphcc", "full_name": "Minh",
+                                       "role": "desk_officer", "agency": agency})  # fmt: skip
+    one_time = re.search(r"minh\.ttphcc: (\S+)", made.text).group(1)  # type: ignore[attr-defined,union-attr]
+    minh_id = next(u.id for u in rows(runtime, StaffUser) if u.username == "minh.ttphcc")
+    guesser = Desk(TestClient(client.app, follow_redirects=False, client=("203.0.113.9", 4000)))
+    for _ in range(int(ACCOUNT_THROTTLE.free) + 1):
+        guesser.login("minh.ttphcc", "whatever")
+    assert "Mở khóa" in admin.get("/admin/staff").text  # type: ignore[attr-defined]
+    assert admin.post(f"/admin/staff/{minh_id}/unlock").status_code == 303  # type: ignore[attr-defined]
+    assert guesser.login("minh.ttphcc", one_time).status_code == 303  # type: ignore[attr-defined]
+    guesser.get("/admin/password")
+    guesser.post("/admin/password", {"current": one_time, "new": PASSWORD, "repeat": PASSWORD})
+    guesser.get("/admin")
+    assert guesser.post("/admin/logout").status_code == 303  # type: ignore[attr-defined]
+    admin.get("/admin/staff")
+    role = admin.post(f"/admin/staff/{minh_id}/role", {"role": "agency_admin"})
+    assert role.status_code == 303  # type: ignore[attr-defined]
+    admin.get("/admin/staff")
+    assert admin.post(f"/admin/staff/{minh_id}/reset").status_code == 403  # type: ignore[attr-defined]  # a peer now
+    signed_in(client, runtime, "binh.phuong2", other, Role.AGENCY_ADMIN)  # another agency
+    seen = [
+        (e.kind, e.username, e.actor_username, e.address)
+        for e in rows(runtime, AccountEvent)
+        if e.username == "minh.ttphcc"
+    ]
+    assert seen == [
+        ("created", "minh.ttphcc", "hoa.ttphcc", "testclient"),
+        ("limited", "minh.ttphcc", None, "203.0.113.9"),
+        ("unlocked", "minh.ttphcc", "hoa.ttphcc", "testclient"),
+        ("signed_in", "minh.ttphcc", "minh.ttphcc", "203.0.113.9"),
+        ("password_changed", "minh.ttphcc", "minh.ttphcc", "203.0.113.9"),
+        ("signed_out", "minh.ttphcc", "minh.ttphcc", "203.0.113.9"),
+        ("role_changed", "minh.ttphcc", "hoa.ttphcc", "testclient"),
+    ]
+    # The page: newest first, this agency only (binh.phuong2's sign-in is another agency's).
+    client.cookies.clear()
+    again = Desk(client)
+    again.login("hoa.ttphcc", PASSWORD)
+    page = again.get("/admin/staff/events").text  # type: ignore[attr-defined]
+    kinds = re.findall(r'data-kind="([a-z_]+)"', page)
+    assert kinds[:3] == ["signed_in", "role_changed", "signed_out"], kinds
+    assert "binh.phuong2" not in page and "minh.ttphcc" in page
+    root = signed_in(client, runtime, "root.sotttt", runtime.catalog.province.code,
+                     Role.SYSTEM_ADMIN)  # fmt: skip
+    everything = root.get("/admin/staff/events").text  # type: ignore[attr-defined]
+    assert "binh.phuong2" in everything and "minh.ttphcc" in everything
+
+
+def test_the_account_log_is_paginated(app_runtime: tuple[TestClient, Runtime]) -> None:
+    client, runtime = app_runtime
+    agency = first_agency(runtime.catalog)
+    for number in range(30):
+        new_account(runtime, f"cb{number:02d}.ttphcc", agency)
+    admin = signed_in(client, runtime, "hoa.ttphcc", agency, Role.AGENCY_ADMIN)
+    for number in range(20):  # each reset is one more line
+        admin.get("/admin/staff")
+        user_id = next(
+            u.id for u in rows(runtime, StaffUser) if u.username == f"cb{number:02d}.ttphcc"
+        )
+        admin.post(f"/admin/staff/{user_id}/reset")
+    first = admin.get("/admin/staff/events").text  # type: ignore[attr-defined]
+    second = admin.get("/admin/staff/events?page=2").text  # type: ignore[attr-defined]
+    total = 30 + 1 + 1 + 1 + 20  # created ×31, signed in, password changed, resets
+    assert first.count('class="account-event"') == 50 and "?page=2" in first
+    assert second.count('class="account-event"') == total - 50 and "?page=3" not in second
+    assert "cb19.ttphcc" in first.split('class="account-event"')[1]  # the newest: the last reset
+    assert admin.get("/admin/staff/events?page=abc").status_code == 200  # type: ignore[attr-defined]
+
+
 def test_the_system_admin_sees_no_personal_data(app_runtime: tuple[TestClient, Runtime]) -> None:
     client, runtime = app_runtime
     _, code = citizen_dossier(
@@ -453,6 +669,46 @@ def test_canned_replies_fill_their_placeholders(app_runtime: tuple[TestClient, R
     assert f"Chào Nguyễn Văn An, hồ sơ {code} cần bản chính." in page
 
 
+@pytest.mark.parametrize(
+    "text", ["Chào {}", "Hồ sơ {code:d}", "Mã {code:>5000000}", "{0}", "{name.__class__}"]
+)
+def test_a_canned_reply_with_a_format_spec_is_refused_at_save(
+    app_runtime: tuple[TestClient, Runtime], text: str
+) -> None:
+    client, runtime = app_runtime
+    admin = signed_in(
+        client, runtime, "hoa.ttphcc", first_agency(runtime.catalog), Role.AGENCY_ADMIN
+    )
+    admin.get("/admin/canned")
+    refused = admin.post("/admin/canned", {"title": "X", "text": text})
+    assert refused.status_code == 400  # type: ignore[attr-defined]
+    assert render("admin.error.canned_placeholder", "vi") in refused.text  # type: ignore[attr-defined]
+    assert rows(runtime, CannedReply) == []
+
+
+def test_a_bad_stored_canned_reply_breaks_no_dossier_page(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    """Replies stored before the check at save (or by hand): each dossier page still opens,
+    small, the stray braces shown as typed and the known placeholders filled."""
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    agency = first_agency(runtime.catalog)
+    with session_scope(runtime.engine) as session:
+        for number, text in enumerate(
+            ["Chào {}", "Hồ sơ {code:d}", "Mã {code:>5000000}", "{name} {unknown} {code}"]
+        ):
+            session.add(CannedReply(agency_code=agency, title=f"Mẫu {number}", text=text))
+    signed_in(client, runtime, "lan.ttphcc", agency)
+    page = client.get(f"/admin/dossiers/{code}")
+    assert page.status_code == 200
+    assert len(page.content) < 200_000
+    assert "Mã {code:&gt;5000000}" in page.text
+    assert f"Nguyễn Văn An {{unknown}} {code}" in page.text
+
+
 def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) -> None:
     # The web process's own dispatcher runs at start, then only when woken (by the retry).
     app = create_app(settings.model_copy(update={"dispatch_interval_seconds": 3600}))
@@ -463,7 +719,7 @@ def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) 
     )  # fmt: skip
     act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
         datetime.now(UTC))  # fmt: skip
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
 
         def settled() -> bool:  # the dispatcher's pass at start: no Zalo sender, no phone
             return rows(runtime, OutboxMessage)[0].state == "dead"
@@ -475,7 +731,7 @@ def test_undelivered_messages_can_be_retried_from_the_panel(settings: Settings) 
         desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
         page = desk.get("/admin/deliveries")
         assert code in page.text and "earlier failure" in page.text  # type: ignore[attr-defined]
-        signed_out = TestClient(app, follow_redirects=False).post(
+        signed_out = TestClient(app, base_url="https://testserver", follow_redirects=False).post(
             f"/admin/deliveries/{message.id}/retry"
         )
         assert signed_out.headers["location"] == "/admin/login"
@@ -529,6 +785,101 @@ def test_reports_count_on_time_and_late_and_export_csv(
     csv = client.get("/admin/reports", params={**params, "format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert "Đã nhận" in csv.text and "Đăng ký thành lập hộ kinh doanh" in csv.text
+
+
+@pytest.mark.parametrize(
+    "since, until, format, message",
+    [
+        ("2025-01-01", "2026-01-02", "html", ("admin.reports.period_too_long", 366)),  # 367 days
+        ("2020-01-01", "2026-12-31", "csv", ("admin.reports.period_too_long", 1826)),
+        ("0100-01-01", "2026-12-31", "csv", ("admin.error.bad_date", 0)),  # the probe's 52 MB
+        ("2026-01-01", "9999-12-31", "html", ("admin.error.bad_date", 0)),
+    ],
+)
+def test_a_report_period_is_capped_with_a_vietnamese_message(
+    app_runtime: tuple[TestClient, Runtime],
+    since: str,
+    until: str,
+    format: str,
+    message: tuple[str, int],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    answer = client.get("/admin/reports", params={"since": since, "until": until,
+                                                  "format": format})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/html")
+    key, days = message
+    assert (render(key, "vi", days=days) if days else render(key, "vi")) in answer.text
+    assert 'action="/admin/reports"' in answer.text  # the form, to choose again
+
+
+def test_a_year_of_report_and_five_years_of_csv_are_served(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    year = {"since": "2026-01-01", "until": "2026-12-31"}
+    assert client.get("/admin/reports", params=year).status_code == 200
+    five = {"since": "2022-01-01", "until": "2026-12-31", "format": "csv"}
+    assert client.get("/admin/reports", params=five).status_code == 200
+    reversed_period = {"since": "2026-12-31", "until": "2026-01-01"}
+    answer = client.get("/admin/reports", params=reversed_period)
+    assert answer.status_code == 400
+    assert render("admin.reports.period_reversed", "vi") in answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin?page=99999999999999999999",
+        "/admin?page=0&since=0001-01-01&until=9999-12-31",
+        "/admin?since=9999-12-31",
+        "/admin/reports?since=0001-01-01&until=0001-01-31",
+        "/admin/reports?since=9999-12-01&until=9999-12-31",
+        "/admin/reports?until=9999-12-31",
+        "/admin/deliveries?done=xyz",
+        "/admin/dossiers/{code}?done=xyz",
+        "/admin/dossiers/{code}?done=__class__",
+        "/admin/dossiers/{code}/files/99999999999999999999",
+        "/admin/dossiers/{code}/files/-1",
+        "/chat/api/updates?after=99999999999999999999",
+    ],
+)
+def test_crafted_panel_parameters_never_give_a_500(
+    app_runtime: tuple[TestClient, Runtime], path: str
+) -> None:
+    client, runtime = app_runtime
+    _, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    client.get("/chat")
+    answer = client.get(path.format(code=code), headers={"Accept": "text/html"})
+    assert answer.status_code in (200, 400, 404, 422), answer.text[:500]
+    if answer.status_code != 200 and not path.startswith("/chat/api/"):
+        assert 'href="/admin"' in answer.text  # the Vietnamese page with a way back
+
+
+def test_a_dossier_extended_to_9999_is_refused_and_says_why(
+    app_runtime: tuple[TestClient, Runtime],
+) -> None:
+    client, runtime = app_runtime
+    dossier_id, code = citizen_dossier(
+        runtime.engine, runtime.catalog, runtime.calendar, at=datetime.now(UTC)
+    )
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT,
+        datetime.now(UTC))  # fmt: skip
+    desk = signed_in(client, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    desk.get(f"/admin/dossiers/{code}")
+    form = {"action": "extend", "reason": "Chờ xác minh", "new_date": "9999-12-31"}
+    answer = desk.post(f"/admin/dossiers/{code}/act", form)
+    assert answer.status_code == 409  # type: ignore[attr-defined]
+    assert "tối đa một năm" in answer.text  # type: ignore[attr-defined]
+    with Session(runtime.engine) as session:
+        dossier = session.get(Dossier, dossier_id)
+        assert dossier is not None and dossier.status == "accepted"
+        assert dossier.appointment_date is not None and dossier.appointment_date.year < 9999
 
 
 def test_hcc_staff_create_prints_a_one_time_password(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,14 +15,16 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
+from core.dossier import Action
 from core.staff import Role
 from storage.db import session_scope
 from storage.models import Dossier, OutboxMessage
 from storage.staff import create_staff
 from tests import images
 from tests.browser import chromium_page
+from tests.dossiers import act, citizen_dossier
 from tests.fakes.telegram import TELEGRAM_SECRET, FakeTelegram, Updates
-from tests.servers import live_server
+from tests.servers import browser_client, live_server
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -169,7 +172,7 @@ def test_a_desk_officers_day_in_chromium(
         ("telegram", "424242", "notice.accepted"),
     ]
 
-    stranger = httpx.Client(base_url=base, follow_redirects=False)
+    stranger = browser_client(base, follow_redirects=False)
     login = stranger.get("/admin/login")
     token = login.text.split('name="csrf" value="')[1].split('"')[0]
     assert (
@@ -194,3 +197,48 @@ def test_a_desk_officers_day_in_chromium(
     )
     assert stranger.get("/admin").status_code == 200
     assert stranger.get(f"/admin/dossiers/{code}").status_code == 404
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_extension_into_another_year_asks_first(served: tuple[str, Runtime]) -> None:
+    base, runtime = served
+    monday = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+    dossier_id, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar, at=monday)
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.ACCEPT, monday)
+    with session_scope(runtime.engine) as session:
+        agency = session.get(Dossier, dossier_id).agency_code  # type: ignore[union-attr]
+        _, one_time = create_staff(session, username="lan.ttphcc", full_name="Trần Thị Lan",
+                                   agency_code=agency, role=Role.DESK_OFFICER)  # fmt: skip
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{base}/admin")
+        page.fill("#username", "lan.ttphcc")
+        page.fill("#password", one_time)
+        page.click("button[type=submit]")
+        page.fill("#current", one_time)
+        page.fill("#new", NEW_PASSWORD)
+        page.fill("#repeat", NEW_PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/admin?done=password")
+        page.goto(f"{base}/admin/dossiers/{code}")
+        page.click("details:has(form[data-action=extend]) summary")
+        form = "form[data-action=extend]"
+        page.fill(f"{form} input[name=new_date]", "2027-12-10")
+        page.fill(f"{form} textarea[name=reason]", "Chờ xác minh")
+        asked: list[str] = []
+
+        def answer(dialog: Any, accept: bool) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, False))
+        page.click(f"{form} button[type=submit]")
+        assert asked and "2027" in asked[0]
+        assert page.url == f"{base}/admin/dossiers/{code}"  # nothing was sent
+        page.once("dialog", lambda dialog: answer(dialog, True))
+        page.click(f"{form} button[type=submit]")
+        page.wait_for_url(f"{base}/admin/dossiers/{code}?done=extend")
+    with Session(runtime.engine) as session:
+        dossier = session.get(Dossier, dossier_id)
+        assert dossier is not None and str(dossier.appointment_date) == "2027-12-10"

@@ -167,6 +167,8 @@ def test_staff_reset_finds_the_account_as_sign_in_does(
         get_settings.cache_clear()
     engine = make_engine(database)
     with session_scope(engine) as session:
-        result, _ = authenticate(session, "LAN.ttphcc", password, datetime.now(UTC))
+        result = authenticate(
+            session, "LAN.ttphcc", password, datetime.now(UTC), address="127.0.0.1", per_minute=10
+        ).result
     engine.dispose()
     assert result is Login.OK  # the reset's one-time password is the one that signs in

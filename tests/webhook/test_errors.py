@@ -4,6 +4,7 @@ PostgreSQL instance of the test's own, stopped and started again."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ def _client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
         database_pool_timeout_seconds=1,
     )
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="https://testserver") as client:
         yield client
     app.state.runtime.engine.dispose()
 
@@ -123,3 +124,40 @@ def test_programs_get_json_and_the_api_description_is_not_public(on_sqlite: Test
     assert missing.json() == {"error": "not_found", "message": render("http.not_found", "vi")}
     for url in ("/openapi.json", "/docs", "/redoc"):
         assert on_sqlite.get(url).status_code == 404, url
+
+
+def test_an_unexpected_failure_is_a_vietnamese_page_or_json_never_a_trace(
+    on_sqlite: TestClient,
+) -> None:
+    """A dossier whose procedure left the catalog (edited by hand) breaks its panel page: the
+    officer sees the Vietnamese 500 page with a way back, a program the JSON body."""
+    from tests.webhook.test_admin import first_agency, signed_in
+
+    runtime = on_sqlite.app.state.runtime  # type: ignore[attr-defined]
+    code = submitted_code(runtime, "khai-sinh")
+    path = runtime.engine.url.database  # by hand, as an operator would (no foreign keys)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE dossier SET procedure_code = 'gone' WHERE code = ?", (code,))
+    quiet = TestClient(
+        on_sqlite.app,
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+        follow_redirects=False,
+    )
+    signed_in(quiet, runtime, "lan.ttphcc", first_agency(runtime.catalog))
+    page = quiet.get(f"/admin/dossiers/{code}", headers=PAGE)
+    assert page.status_code == 500
+    assert render("http.internal_error", "vi") in page.text and 'href="/admin"' in page.text
+    assert "Traceback" not in page.text and "KeyError" not in page.text
+    answer = quiet.get(f"/admin/dossiers/{code}", headers=JSON)
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "internal_error",
+        "message": render("http.internal_error", "vi"),
+    }
+
+
+def test_an_invalid_parameter_is_a_vietnamese_page_with_a_way_back(on_sqlite: TestClient) -> None:
+    page = on_sqlite.get("/chat?kiosk=perhaps", headers=PAGE)
+    assert page.status_code == 422
+    assert render("http.invalid", "vi") in page.text and 'href="/lookup"' in page.text

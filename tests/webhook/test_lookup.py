@@ -155,7 +155,7 @@ def test_healthz_reports_the_database(client: TestClient) -> None:
 def test_healthz_checks_redis_when_configured(settings: Settings, redis_url: str) -> None:
     for url, healthy in ((redis_url, True), ("redis://127.0.0.1:1/0", False)):
         app = create_app(settings.model_copy(update={"redis_url": url}))
-        with TestClient(app) as test_client:
+        with TestClient(app, base_url="https://testserver") as test_client:
             response = test_client.get("/healthz")
         app.state.runtime.engine.dispose()
         assert response.json()["ok"] is healthy

@@ -29,10 +29,10 @@ def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 
 
 def test_metrics_need_the_token_and_do_not_exist_without_one(settings: Settings) -> None:
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
         assert client.get("/metrics").status_code == 404
     configured = settings.model_copy(update={"metrics_token": SecretStr(TOKEN)})
-    with TestClient(create_app(configured)) as client:
+    with TestClient(create_app(configured), base_url="https://testserver") as client:
         assert client.get("/metrics").status_code == 401
         wrong = client.get("/metrics", headers={"Authorization": "Bearer guess"})
         assert wrong.status_code == 401
@@ -54,7 +54,8 @@ def test_outbox_depth_age_and_dead_letters_are_reported(settings: Settings) -> N
             select(OutboxMessage.id).where(OutboxMessage.idempotency_key == "dead")  # type: ignore[call-overload]
         ).scalar_one()
         mark_dead(session, dead_id, "sms gateway 400")
-    with TestClient(app) as client:  # REDIS_URL set: this process delivers nothing itself
+    # REDIS_URL set: this process delivers nothing itself
+    with TestClient(app, base_url="https://testserver") as client:
         samples = scrape(client)
     pending = ("hcc_outbox_messages", (("channel", "telegram"), ("state", "pending")))
     dead = ("hcc_outbox_messages", (("channel", "sms"), ("state", "dead")))

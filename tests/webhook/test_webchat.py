@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,12 +13,15 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from core.dossier import Action, MissingItem
-from storage.models import Dossier
+from core.messages import render
+from storage.models import Dossier, InboundEvent
 from tests import images
 from tests.browser import chromium_page
 from tests.dossiers import act, citizen_dossier
-from tests.servers import live_server
+from tests.servers import browser_client, live_server, post_chunked, wait_until
 from webhook.app import create_app
+from webhook.limits import MAX_SEND_BYTES
+from webhook.runtime import Runtime
 from webhook.settings import Settings
 
 
@@ -46,7 +51,7 @@ def test_cross_site_post_is_refused(client: TestClient) -> None:
 def test_two_browsers_have_separate_conversations(client: TestClient, settings: Settings) -> None:
     client.get("/chat")
     client.post("/chat/api/send", data={"button": "menu:language"})
-    other = TestClient(client.app)  # a second browser: its own cookie jar
+    other = TestClient(client.app, base_url="https://testserver")  # a second browser
     other.get("/chat")
     vi = other.post("/chat/api/send", data={"text": "menu"}).json()["replies"]
     assert "Bạn muốn làm gì" in vi[0]["text"]
@@ -67,7 +72,7 @@ def test_a_send_repeated_under_its_id_gets_the_saved_answer_and_runs_once(
     assert client.post("/chat/api/send", data=switch).json()["replies"] == first
     en = client.post("/chat/api/send", data={"text": "menu", "turn": "turn-0002"}).json()
     assert "What would you like to do" in en["replies"][0]["text"]  # switched once
-    other = TestClient(client.app)
+    other = TestClient(client.app, base_url="https://testserver")
     other.get("/chat")
     same_id = {"text": "menu", "turn": switch["turn"]}
     theirs = other.post("/chat/api/send", data=same_id).json()["replies"]
@@ -197,4 +202,137 @@ def test_finish_gives_the_next_person_an_empty_session(client: TestClient) -> No
     client.get("/chat")  # the next person opens the page
     assert not client.cookies["hcc_chat"].startswith(first)
     mine = client.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
+    assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()
+
+
+BOUNDARY = "hcc-test-boundary"
+MB = 1024 * 1024
+SOCKET_SLACK = 12 * MB  # what the loopback's socket buffers take in before the server answers
+
+
+def _multipart(files: list[tuple[str, int]], chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """A web chat send with `files` ((name, size)) of zero bytes, produced as it is sent."""
+    turn = "turn-upload-1"
+    yield f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="turn"\r\n\r\n{turn}\r\n'.encode()
+    for name, size in files:
+        yield (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{name}"'
+               "\r\nContent-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
+        for start in range(0, size, chunk):
+            yield b"\0" * min(chunk, size - start)
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.fixture
+def chat_server(settings: Settings) -> Iterator[tuple[str, dict[str, str], Runtime]]:
+    """A live web chat: (base URL, the headers of a browser in a session, the runtime)."""
+    app = create_app(settings)
+    with live_server(app) as base:
+        browser = browser_client(base)
+        browser.get("/chat")
+        session = browser.cookies["hcc_chat"]
+        headers = {
+            "Cookie": f"hcc_chat={session}",
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+        }
+        yield base, headers, app.state.runtime
+    app.state.runtime.engine.dispose()
+
+
+def _turns(runtime: Runtime) -> int:
+    with Session(runtime.engine) as session:
+        return len(list(session.execute(select(InboundEvent)).scalars()))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_chunked_upload_is_refused_at_20_mb_while_it_arrives(
+    chat_server: tuple[str, dict[str, str], Runtime],
+) -> None:
+    """300 MB chunked (no Content-Length): refused once the file passes 20 MB, with the
+    sentence the page shows (before: read whole into memory)."""
+    base, headers, runtime = chat_server
+    status, body, sent = post_chunked(base, "/chat/api/send", headers,
+                                      _multipart([("big.jpg", 300 * MB)]))  # fmt: skip
+    assert status == 413
+    assert json.loads(body) == {
+        "error": "too_large",
+        "message": render("webchat.file_too_large", "vi", limit_mb=20),
+    }
+    assert sent < 20 * MB + SOCKET_SLACK
+    assert _turns(runtime) == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_eleven_files_are_refused_at_the_eleventh(
+    chat_server: tuple[str, dict[str, str], Runtime],
+) -> None:
+    base, headers, runtime = chat_server
+    files = [(f"{n}.jpg", 1000) for n in range(11)]
+    status, body, _ = post_chunked(base, "/chat/api/send", headers, _multipart(files))
+    assert status == 400
+    assert json.loads(body)["message"] == render("webchat.too_many_files", "vi", n=10)
+    assert _turns(runtime) == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_send_over_its_total_is_refused_though_each_file_fits(
+    chat_server: tuple[str, dict[str, str], Runtime],
+) -> None:
+    """Five 19 MB files: each is allowed, together they pass the send's ceiling."""
+    base, headers, runtime = chat_server
+    files = [(f"{n}.jpg", 19 * MB) for n in range(5)]
+    status, body, sent = post_chunked(base, "/chat/api/send", headers, _multipart(files))
+    assert status == 413
+    total_mb = MAX_SEND_BYTES // MB
+    assert json.loads(body)["message"] == render("webchat.send_too_large", "vi", limit_mb=total_mb)
+    assert sent < MAX_SEND_BYTES + SOCKET_SLACK
+    assert _turns(runtime) == 0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_page_says_at_most_ten_files_before_sending(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings)
+    files = []
+    for number in range(11):
+        path = tmp_path / f"{number}.jpg"
+        path.write_bytes(images.good_jpeg(1))
+        files.append(str(path))
+    with live_server(app) as base, chromium_page() as page:
+        page.goto(f"{base}/chat")
+        page.wait_for_selector("text=Xin chào")
+        hint = render("webchat.files_hint", "vi", n=10, limit_mb=20)
+        assert page.inner_text("#files-hint") == hint
+        sends: list[str] = []
+        page.on("request", lambda r: sends.append(r.url) if "/chat/api/send" in r.url else None)
+        page.set_input_files("#files", files)
+        page.wait_for_selector(f"#status >> text={render('webchat.too_many_files', 'vi', n=10)}")
+        assert sends == []  # nothing was sent
+    app.state.runtime.engine.dispose()
+
+
+def test_an_over_long_text_field_is_refused_in_vietnamese(client: TestClient) -> None:
+    client.get("/chat")
+    answer = client.post("/chat/api/send", data={"text": "a" * 20_000})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "bad_request", "message": render("http.bad_request", "vi")}
+
+
+def test_finish_detaches_the_session_so_an_old_cookie_sees_nothing(client: TestClient) -> None:
+    """A copy of the cookie kept from before "Finish" (another tab, a thief) no longer names the
+    citizen: no dossiers in "Hồ sơ của tôi", no status notices."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.get("/chat")
+    old_cookie = client.cookies["hcc_chat"]
+    dossier_id, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar,
+                                       channel="web", external_id=old_cookie.split(".")[0],
+                                       at=datetime.now(UTC))  # fmt: skip
+    component = runtime.catalog.procedure_by_slug("ho-kinh-doanh").components[0].code
+    act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, Action.REQUEST_SUPPLEMENT,
+        datetime.now(UTC), missing=(MissingItem(component, "Ảnh mờ"),))  # fmt: skip
+    wait_until(lambda: client.get("/chat/api/updates").json()["messages"], "notice not delivered")
+    assert client.post("/chat/api/end").status_code == 200
+    thief = TestClient(client.app, cookies={"hcc_chat": old_cookie})
+    assert thief.get("/chat/api/updates").json()["messages"] == []
+    mine = thief.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
     assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()

@@ -106,7 +106,7 @@ def zalo(settings: Settings) -> Iterator[Zalo]:
             now = datetime.now(UTC)
             save_tokens(session, oa_id=ZALO_OA_ID, access_token=access, refresh_token=refresh,
                         expires_at=now + timedelta(hours=25), now=now)  # fmt: skip
-        with TestClient(app) as client:
+        with TestClient(app, base_url="https://testserver") as client:
             yield Zalo(fake, media, media_base, client, ZaloEvents())
         runtime.engine.dispose()
 
@@ -163,7 +163,8 @@ def test_from_follow_to_a_dossier_with_code_and_qr_and_the_desk_push(zalo: Zalo)
     runtime = zalo.runtime
     from tests.webhook.test_admin import signed_in
 
-    browser = TestClient(zalo.client.app, follow_redirects=False)  # the desk, in the panel
+    # the desk, in the panel
+    browser = TestClient(zalo.client.app, base_url="https://testserver", follow_redirects=False)
     desk = signed_in(browser, runtime, "lan.ttphcc", dossier.agency_code)
     desk.get(f"/admin/dossiers/{dossier.code}")
     accepted = desk.post(f"/admin/dossiers/{dossier.code}/act", {"action": "accept"})
@@ -339,7 +340,7 @@ def test_a_desk_reply_goes_on_zalo_inside_the_window_and_the_panel_says_how(
         identity.last_seen_at = datetime.now(UTC) - timedelta(days=days_silent)
         session.add(identity)
         agency = session.execute(select(Dossier.agency_code)).scalar_one()  # type: ignore[call-overload]
-    browser = TestClient(zalo.client.app, follow_redirects=False)
+    browser = TestClient(zalo.client.app, base_url="https://testserver", follow_redirects=False)
     desk = signed_in(browser, runtime, "lan.ttphcc", agency)
     desk.get(f"/admin/dossiers/{code}")
     sent = desk.post(f"/admin/dossiers/{code}/reply", {"text": "Chị mang bản chính nhé"})

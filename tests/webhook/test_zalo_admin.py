@@ -96,7 +96,7 @@ def zalo_env(zalo: Zalo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 @pytest.fixture
 def app_runtime(zalo: Zalo) -> Iterator[tuple[TestClient, Runtime]]:
     app = create_app(zalo.settings)
-    with TestClient(app, follow_redirects=False) as client:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
         yield client, app.state.runtime
     app.state.runtime.engine.dispose()
 
@@ -240,7 +240,7 @@ def test_healthz_and_the_banner_follow_the_token_from_missing_to_valid_to_broken
 
 def test_healthz_says_nothing_of_zalo_when_the_channel_is_off(settings: Settings) -> None:
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="https://testserver") as client:
         assert "zalo" not in client.get("/healthz").json()
     app.state.runtime.engine.dispose()
 
