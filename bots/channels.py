@@ -113,8 +113,13 @@ def _onestop(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Send
     key = settings.secret_key.get_secret_value()
 
     def file_url(file: DocumentFile) -> str:
-        expires = int(time.time()) + settings.onestop_file_url_seconds
-        return file_link(settings.public_base_url, key, str(file.id), expires)
+        """The object store's own pre-signed URL (S3), else our signed link to
+        GET /onestop/files/{id}; both expire after ONESTOP_FILE_URL_SECONDS."""
+        seconds = settings.onestop_file_url_seconds
+        presigned = runtime.media.presigned_url(file.media_key, seconds)
+        if presigned is not None:
+            return presigned
+        return file_link(settings.public_base_url, key, str(file.id), int(time.time()) + seconds)
 
     client_for = onestop_client_for(runtime, client)
     return OnestopSender(runtime.engine, runtime.catalog, runtime.onestop, client_for, file_url)

@@ -1,7 +1,8 @@
 """Media store for document photos: content-addressed files written atomically.
 
 Names are the SHA-256 of the content, so a re-sent photo is stored once and a stored file can be
-verified against its name. An S3-compatible store can implement the same `MediaStore` protocol.
+verified against its name. `storage.media_s3.S3MediaStore` implements the same `MediaStore`
+protocol on S3-compatible object storage (`MEDIA_URL=s3://bucket/prefix`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,16 @@ class MediaStore(Protocol):
         """Keep `data`; `StorageUnavailable` when the store cannot take it now."""
         ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str) -> bytes:
+        """The stored bytes; KeyError when `key` holds nothing."""
+        ...
+
     def exists(self, key: str) -> bool: ...
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL another system may GET `key` from for `seconds`; None when the store has none
+        (the disk: our own signed links serve its files)."""
+        ...
 
     def problem(self) -> str | None:
         """Why the store cannot take files now (for /healthz and the panel), or None."""
@@ -120,3 +129,13 @@ class DiskMediaStore:
             return self._path(key).exists()
         except KeyError:
             return False
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        return None
+
+    def stored_keys(self) -> list[str]:
+        """Every stored key (backups, the move to S3); temporary files are not keys."""
+        if not self.root.exists():
+            return []
+        found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(key for key in found if _KEY.match(key))

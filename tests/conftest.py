@@ -26,6 +26,8 @@ from tests.fakes.telegram import TELEGRAM_SECRET, TELEGRAM_TOKEN, FakeTelegram
 from tests.servers import PostgresServer, live_server
 from webhook.settings import REPO_ROOT, Settings
 
+pytest_plugins = ["tests.fakes.s3"]  # the S3 server fixtures (s3, iam_s3, slow_s3)
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,5 +1,5 @@
 """`hcc` — run the product and operate it: serve, migrate, catalog, staff, worker, telegram,
-zalo, onestop."""
+zalo, onestop, backup, restore, media."""
 
 from __future__ import annotations
 
@@ -83,10 +83,29 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate them against Zalo's template/info"
     )
 
+    backup = commands.add_parser(
+        "backup", help="online snapshot of the SQLite database and the media, with hashes"
+    )
+    backup.add_argument("directory", type=Path, help="a new or empty directory")
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty install, verifying every hash"
+    )
+    restore.add_argument("directory", type=Path)
+    media = commands.add_parser("media", help="the media store")
+    media_actions = media.add_subparsers(dest="media_action", required=True)
+    migrate_media = media_actions.add_parser(
+        "migrate", help="copy the files of MEDIA_DIR to S3 and verify them (resumable)"
+    )
+    migrate_media.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
+
     args = parser.parse_args(argv)
     from webhook.logs import install_secret_masking
 
     install_secret_masking(get_settings())  # the worker and every command log through it
+    if args.command in ("backup", "restore"):
+        return _backup(args.command, args.directory)
+    if args.command == "media":
+        return _media_migrate(args.to)
     if args.command == "zalo":
         return _zalo(args)
     if args.command == "onestop":
@@ -293,6 +312,89 @@ def _zalo_templates_list(path: Path) -> int:
     for mapping in mappings.values():
         params = ", ".join(f"{name}={source}" for name, source in mapping.params.items())
         print(f"{mapping.notice:<30} {mapping.template_id}  {params}")
+    return 0
+
+
+def _backup(action: str, directory: Path) -> int:
+    """`hcc backup DIR` / `hcc restore DIR`; 1 with the reason (Vietnamese) when refused."""
+    from core.messages import render
+    from storage.backup import BackupError, backup, restore
+    from storage.media import DiskMediaStore
+
+    settings = get_settings()
+    media = DiskMediaStore(settings.media_dir)
+    try:
+        if action == "backup":
+            if settings.media_url:
+                raise BackupError("backup.media_on_s3")
+            manifest = backup(settings.database_url, media, directory, print)
+            print(render("backup.done", "vi", count=len(manifest.media), path=directory))
+        else:
+            manifest = restore(directory, settings.database_url, media, print)
+            print(render("backup.restored", "vi", count=len(manifest.media)))
+    except BackupError as error:
+        print(render(error.key, "vi", **error.values), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _media_migrate(url: str) -> int:
+    """`hcc media migrate --to s3://…`: every file of MEDIA_DIR and every key the database names;
+    1 listing each mismatch or missing file."""
+    import sqlite3
+
+    from core.documents import StorageUnavailable
+    from core.messages import render
+    from storage.backup import (
+        BackupError,
+        move_media,
+        referenced_media,
+        sqlite_path,
+        sqlite_query,
+    )
+    from storage.media import DiskMediaStore
+    from storage.media_s3 import parse_media_url
+    from webhook.runtime import media_store
+
+    settings = get_settings()
+    try:
+        parse_media_url(url)
+    except ValueError:
+        print(render("backup.migrate_not_s3", "vi"), file=sys.stderr)
+        return 2
+    source = DiskMediaStore(settings.media_dir)
+    keys = set(source.stored_keys())
+    try:
+        path = sqlite_path(settings.database_url)
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            keys |= referenced_media(sqlite_query(connection))
+        connection.close()
+    except BackupError:  # PostgreSQL: read the same tables through SQLAlchemy
+        from storage.db import make_engine
+
+        engine = make_engine(settings.database_url)
+        with engine.connect() as sa_connection:
+            keys |= referenced_media(lambda sql: sa_connection.exec_driver_sql(sql).fetchall())
+        engine.dispose()
+
+    def progress(number: int, total: int, key: str, outcome: str) -> None:
+        print(f"[{number}/{total}] {outcome:<10} {key}", flush=True)
+
+    try:
+        moved = move_media(source, media_store(settings, url), keys, progress)
+    except StorageUnavailable as error:
+        print(render("backup.store_unavailable", "vi", reason=error), file=sys.stderr)
+        return 1
+    print(render("backup.migrated", "vi", url=url, copied=len(moved.copied),
+                 skipped=len(moved.skipped), mismatched=len(moved.mismatched),
+                 missing=len(moved.missing)))  # fmt: skip
+    if moved.mismatched or moved.missing:
+        print(render("backup.migrate_problems", "vi"), file=sys.stderr)
+        for key in moved.mismatched:
+            print(f"  mismatch {key}", file=sys.stderr)
+        for key in moved.missing:
+            print(f"  missing  {key}", file=sys.stderr)
+        return 1
     return 0
 
 

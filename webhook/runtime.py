@@ -51,10 +51,33 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         catalog=catalog,
         calendar=load_calendar(settings.calendar_overrides),
-        media=DiskMediaStore(settings.media_dir),
+        media=media_store(settings),
         flow_rules=flow_rules(catalog, onestop),
         onestop=onestop,
     )
+
+
+def media_store(settings: Settings, media_url: str | None = None) -> MediaStore:
+    """The store of MEDIA_URL (or `media_url`): S3 for `s3://…`, else the disk at MEDIA_DIR."""
+    url = media_url or settings.media_url
+    if not url:
+        return DiskMediaStore(settings.media_dir)
+    from storage.media_s3 import S3MediaStore, S3Options, parse_media_url  # boto3 only if used
+
+    secret = settings.s3_secret_access_key
+    options = S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        sse=settings.s3_sse,
+        sse_kms_key_id=settings.s3_sse_kms_key_id,
+        connect_timeout=settings.s3_connect_timeout_seconds,
+        read_timeout=settings.s3_read_timeout_seconds,
+        max_attempts=settings.s3_max_attempts,
+        addressing_style=settings.s3_addressing_style,
+    )
+    return S3MediaStore(parse_media_url(url), options)
 
 
 def flow_rules(catalog: Catalog, onestop: Connections) -> FlowRules:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr
@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     # waits twice as long (per address and account name: 5); 0 = no limit (storage.staff).
     rate_limit_login_per_minute: int = Field(default=10, ge=0, le=10_000)
     media_dir: Path = REPO_ROOT / "var" / "media"
+    # Media on S3-compatible object storage instead of MEDIA_DIR (docs/operations.md): set
+    # MEDIA_URL=s3://bucket/prefix; the endpoint is AWS's unless S3_ENDPOINT_URL is set (MinIO…).
+    media_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_sse: Literal["AES256", "aws:kms"] | None = None  # server-side encryption of new objects
+    s3_sse_kms_key_id: str | None = None  # with aws:kms; unset = the bucket's default key
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # A photo turn waits at most about attempts × (connect + read + 1 s, botocore's wait for
+    # `100 Continue`) before the citizen is told to send it again later.
+    s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    s3_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    s3_max_attempts: int = Field(default=2, ge=1, le=5)
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     catalog_dir: Path = REPO_ROOT / "data" / "catalog" / "tay-ninh"
@@ -96,7 +111,9 @@ class Settings(BaseSettings):
     onestop_agencies: Path | None = None  # default data/onestop/agencies.toml when present
     onestop_mapping: Path = REPO_ROOT / "data" / "onestop" / "national.toml"
     onestop_timeout_seconds: float = Field(default=10.0, gt=0)
-    onestop_file_url_seconds: int = Field(default=86400, gt=0)  # signed file URLs expire
+    # File links given to the one-stop system expire (our signed links, or the S3 store's
+    # pre-signed URLs, which S3 caps at 7 days).
+    onestop_file_url_seconds: int = Field(default=86400, gt=0)
     onestop_sync_minutes: float = Field(default=0.0, ge=0)  # pull mode interval; 0 = off
 
     # GET /metrics for Prometheus, with `Authorization: Bearer <token>`; unset = no route.
