@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # SMSGate (android-sms-gateway): X-Signature = HMAC-SHA256(raw body + X-Timestamp).
     smsgate_signing_key: SecretStr | None = None
     smsgate_max_age_seconds: float = Field(default=300.0, gt=0)  # older X-Timestamp: refused
-    smsgate_api_url: str | None = None  # e.g. http://phone:8080 or https://api.sms-gate.app/3rdparty/v1
+    # The send API: http://<phone>:8080 (local server) or https://api.sms-gate.app/3rdparty/v1
+    smsgate_api_url: str | None = None
     smsgate_username: str | None = None
     smsgate_password: SecretStr | None = None
 
