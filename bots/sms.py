@@ -15,6 +15,7 @@ from core.catalog import Catalog
 from core.channels import Channel
 from core.qr import lookup_url
 from core.sms import (
+    SMS_TEXT,
     SmsAsk,
     parse_sms_command,
     status_reply,
@@ -27,8 +28,6 @@ from storage.dossiers import lookup_public_status
 from storage.inbound import first_delivery
 from storage.outbox import add_message
 from storage.sms import dossier_id_by_code, subscribe, unsubscribe
-
-SMS_REPLY = "sms.reply"  # an outbox SMS whose text is already written (values: text)
 
 
 def handle_sms(
@@ -49,7 +48,7 @@ def handle_sms(
                    public_base_url=public_base_url, at=at)  # fmt: skip
     if not gateway.reply_in_answer:
         add_message(session, key=f"sms-reply:{gateway.name}:{sms.id}", channel=Channel.SMS,
-                    recipient=sms.sender, template=SMS_REPLY,
+                    recipient=sms.sender, template=SMS_TEXT,
                     values={"text": reply, "language": "vi"}, at=at)  # fmt: skip
     return reply
 

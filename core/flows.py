@@ -18,6 +18,7 @@ from typing import Any
 from core.catalog import Catalog, Procedure
 from core.dossier import CLOSED, NATIONAL_STATUS_CODE, Action, Actor, Decision, Status
 from core.notices import RATING_REQUEST
+from core.sms import SMS_TEXT, status_push
 
 
 class Audience(StrEnum):
@@ -95,11 +96,10 @@ def transition_effects(
         if asks_rating(decision):
             values = {"code": decision.after.code}
             effects.append(Effect(Audience.CITIZEN, "rating", RATING_REQUEST, values))
-    if tells_citizen(decision) and sms_subscribed:  # the same notice, by SMS (no rating buttons)
-        assert decision.notice is not None
-        effects.append(
-            Effect(Audience.SMS_SUBSCRIBERS, "sms", decision.notice.key, decision.notice.values)
-        )
+    if tells_citizen(decision) and sms_subscribed:  # the public status, in one SMS
+        after = decision.after
+        text = status_push(after.code, after.status, after.appointment_date)
+        effects.append(Effect(Audience.SMS_SUBSCRIBERS, "sms", SMS_TEXT, {"text": text}))
     alert = desk_alert(decision)
     if alert is not None:
         effects.append(Effect(Audience.DESK, "alert", alert, _summary(decision)))

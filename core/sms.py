@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 from core.codes import DossierCode, parse_code
+from core.dossier import Status
 from core.lookup import PublicStatus
 from core.messages import render, strip_diacritics
 
 SMS_LIMIT = 160
+SMS_TEXT = "sms.reply"  # an outbox SMS whose text is already written (values: text)
 # Keywords people send before the code: hồ sơ, tra cứu (with or without diacritics, spaces).
 _KEYWORD = re.compile(r"^\s*(HS|HOSO|HO\s+SO|TC|TRACUU|TRA\s+CUU)\b\W*", re.IGNORECASE)
 _KEYWORD_GLUED = re.compile(r"^\s*(HS|TC)(?=\d)", re.IGNORECASE)
@@ -95,14 +98,25 @@ def _fit(parts: list[str]) -> str:
     return reply
 
 
+def _status_parts(code: str, status: Status, appointment_date: date | None) -> list[str]:
+    parts = [render("sms.status", "vi", code=code, status=render(f"status.{status.value}", "vi"))]
+    if appointment_date:
+        parts.append(render("sms.appointment", "vi", date=appointment_date))
+    parts.append(render(f"sms.next.{status.value}", "vi"))
+    return parts
+
+
 def status_reply(status: PublicStatus, lookup_url: str) -> str:
     code = status.official_code or status.code  # the province's code once it gave one
-    parts = [render("sms.status", "vi", code=code, status=status.status_text("vi"))]
-    if status.appointment_date:
-        parts.append(render("sms.appointment", "vi", date=status.appointment_date))
-    parts.append(render(f"sms.next.{status.status.value}", "vi"))
-    parts.append(render("sms.link", "vi", url=lookup_url))
-    return _fit(parts)
+    parts = _status_parts(code, status.status, status.appointment_date)
+    return _fit([*parts, render("sms.link", "vi", url=lookup_url)])
+
+
+def status_push(code: str, status: Status, appointment_date: date | None) -> str:
+    """What a phone subscribed with "DK <code>" is sent at a status change: the lookup's public
+    status in one SMS — it proved no more than knowing the code, so it gets no more than the
+    lookup shows (not the desk's reasons or lists)."""
+    return _fit(_status_parts(code, status, appointment_date))
 
 
 def unknown_code_reply(code: DossierCode) -> str:
