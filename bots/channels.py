@@ -18,11 +18,11 @@ from bots.delivery import (
     MemoryThrottle,
     RedisThrottle,
     Sender,
-    SmsSender,
     TelegramSender,
     Throttle,
 )
 from bots.onestop import OnestopClient, OnestopSender, make_client, secret_lookup
+from bots.sms_gateways import configured_gateway
 from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
@@ -92,16 +92,8 @@ def zalo_tokens(runtime: Runtime, client: httpx.Client) -> ZaloTokens | None:
 
 
 def _sms(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
-    settings = runtime.settings
-    if not settings.sms_gateway_url:
-        return None
-    auth = settings.sms_gateway_auth_header
-    return SmsSender(
-        client,
-        settings.sms_gateway_url,
-        auth.get_secret_value() if auth else None,
-        settings.sms_gateway_body,
-    )
+    """The send API of the gateway `SMS_GATEWAY` names (bots/sms_gateways)."""
+    return configured_gateway(runtime.settings).sender(runtime.settings, client)
 
 
 def _onestop(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:

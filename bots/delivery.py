@@ -328,20 +328,29 @@ class SmsSender:
     def send(self, recipient: str, reply: Reply) -> None:
         for part in sms_parts(reply.text):
             body = _fill(self.body_template, {"phone": recipient, "text": part})
-            try:
-                response = self.client.post(self.url, json=body, headers=self.headers)
-            except httpx.HTTPError as error:
-                raise TryLater(f"sms: {type(error).__name__}: {error}") from error
-            if response.status_code == 429 or response.status_code >= 500:
-                retry_after = response.headers.get("retry-after")
-                raise TryLater(
-                    f"sms gateway {response.status_code}",
-                    retry_after=float(retry_after)
-                    if retry_after and retry_after.isdigit()
-                    else None,
-                )
-            if response.status_code >= 400:
-                raise Rejected(f"sms gateway {response.status_code}: {response.text[:200]}")
+            sms_gateway_call(
+                "sms gateway", self.client, "POST", self.url, json=body, headers=self.headers
+            )
+
+
+def sms_gateway_call(
+    name: str, client: httpx.Client, method: str, url: str, **options: Any
+) -> httpx.Response:
+    """One request to an SMS gateway's send API, its failures sorted the one way every gateway
+    sender needs: unreachable, 429 or 5xx → later; another 4xx → refused for good."""
+    try:
+        response = client.request(method, url, **options)
+    except httpx.HTTPError as error:
+        raise TryLater(f"{name}: {type(error).__name__}: {error}") from error
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = response.headers.get("retry-after")
+        raise TryLater(
+            f"{name} {response.status_code}",
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+    if response.status_code >= 400:
+        raise Rejected(f"{name} {response.status_code}: {response.text[:200]}")
+    return response
 
 
 def _fill(template: Any, values: Mapping[str, str]) -> Any:

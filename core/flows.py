@@ -18,6 +18,7 @@ from typing import Any
 from core.catalog import Catalog, Procedure
 from core.dossier import CLOSED, NATIONAL_STATUS_CODE, Action, Actor, Decision, Status
 from core.notices import RATING_REQUEST
+from core.sms import SMS_TEXT, status_push
 
 
 class Audience(StrEnum):
@@ -26,6 +27,7 @@ class Audience(StrEnum):
     CITIZEN = "citizen"  # the dossier's citizen, on the channel they submitted on
     DESK = "desk"  # the desk officers of the dossier's agency (the panel; the staff bot later)
     ONESTOP = "onestop"  # the agency's one-stop information system
+    SMS_SUBSCRIBERS = "sms_subscribers"  # phones that asked by SMS for this dossier ("DK <code>")
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,13 @@ def transition_effects(
     citizen_reachable: bool,
     forwarded: bool,
     rules: FlowRules,
+    sms_subscribed: bool = False,
 ) -> tuple[Effect, ...]:
     """Everything `decision` causes, in the order it should go out.
 
     `citizen_reachable`: the citizen has an identity on the dossier's channel; `forwarded`: the
-    dossier was sent to the one-stop system before this change."""
+    dossier was sent to the one-stop system before this change; `sms_subscribed`: a phone asked
+    by SMS for this dossier's pushes."""
     effects: list[Effect] = []
     if tells_citizen(decision) and citizen_reachable:
         assert decision.notice is not None
@@ -92,6 +96,10 @@ def transition_effects(
         if asks_rating(decision):
             values = {"code": decision.after.code}
             effects.append(Effect(Audience.CITIZEN, "rating", RATING_REQUEST, values))
+    if tells_citizen(decision) and sms_subscribed:  # the public status, in one SMS
+        after = decision.after
+        text = status_push(after.code, after.status, after.appointment_date)
+        effects.append(Effect(Audience.SMS_SUBSCRIBERS, "sms", SMS_TEXT, {"text": text}))
     alert = desk_alert(decision)
     if alert is not None:
         effects.append(Effect(Audience.DESK, "alert", alert, _summary(decision)))
@@ -192,11 +200,14 @@ TRANSFERRED = "notice.transferred"
 
 
 def transfer_effects(
-    code: str, agency: Mapping[str, str], citizen_reachable: bool
+    code: str, agency: Mapping[str, str], citizen_reachable: bool, sms_subscribed: bool = False
 ) -> tuple[Effect, ...]:
-    """A dossier handed to another desk: the citizen learns where it went (the code stays)."""
-    if not citizen_reachable:
-        return ()
-    return (
-        Effect(Audience.CITIZEN, "notice", TRANSFERRED, {"code": code, "agency": dict(agency)}),
-    )
+    """A dossier handed to another desk: the citizen (and the phones subscribed by SMS) learn
+    where it went (the code stays)."""
+    values = {"code": code, "agency": dict(agency)}
+    effects = []
+    if citizen_reachable:
+        effects.append(Effect(Audience.CITIZEN, "notice", TRANSFERRED, values))
+    if sms_subscribed:
+        effects.append(Effect(Audience.SMS_SUBSCRIBERS, "sms", TRANSFERRED, values))
+    return tuple(effects)

@@ -2,7 +2,8 @@
 
 `record_transition` writes the audit entry, then each effect `core.flows.transition_effects`
 lists as an outbox row (the citizen on their channel, the desk in the panel, the agency's
-one-stop system), so the change and its effects commit together or not at all. Each row's key
+one-stop system, one SMS per phone subscribed with "DK <code>"), so the change and its effects
+commit together or not at all. Each row's key
 names the change and the effect: recording the same change twice queues nothing twice.
 """
 
@@ -19,6 +20,7 @@ from core.dossier import Decision
 from core.flows import Audience, Effect, FlowRules, transfer_effects, transition_effects
 from storage.models import ChannelIdentity, Dossier, StatusEvent
 from storage.outbox import add_message
+from storage.sms import subscribed_phones
 
 
 def record_transition(
@@ -45,16 +47,18 @@ def record_transition(
     session.add(event)
     session.flush()
     identity = reply_identity(session, dossier)
+    phones = subscribed_phones(session, dossier.id)
     effects = transition_effects(
         decision,
         agency_code=dossier.agency_code,
         citizen_reachable=identity is not None,
         forwarded=dossier.onestop_queued_at is not None,
         rules=rules,
+        sms_subscribed=bool(phones),
     )
     assert event.id is not None
     for effect in effects:
-        _queue(session, dossier, identity, effect, event.id, decision.command.at)
+        _queue(session, dossier, identity, phones, effect, event.id, decision.command.at)
     return event
 
 
@@ -63,15 +67,17 @@ def record_transfer(
 ) -> None:
     """The effects of handing a dossier to another desk (its audit entry is `event`)."""
     identity = reply_identity(session, dossier)
-    for effect in transfer_effects(dossier.code, agency, identity is not None):
-        assert event.id is not None
-        _queue(session, dossier, identity, effect, event.id, event.at)
+    assert dossier.id is not None and event.id is not None
+    phones = subscribed_phones(session, dossier.id)
+    for effect in transfer_effects(dossier.code, agency, identity is not None, bool(phones)):
+        _queue(session, dossier, identity, phones, effect, event.id, event.at)
 
 
 def _queue(
     session: Session,
     dossier: Dossier,
     identity: ChannelIdentity | None,
+    phones: list[str],
     effect: Effect,
     event_id: int,
     at: datetime,
@@ -94,6 +100,11 @@ def _queue(
             if dossier.onestop_queued_at is None:
                 dossier.onestop_queued_at = at
                 session.add(dossier)
+        case Audience.SMS_SUBSCRIBERS:  # SMS is written unaccented from the Vietnamese text
+            for phone in phones:
+                add_message(session, key=f"{key}:{phone}", channel=Channel.SMS, recipient=phone,
+                            template=effect.template, values={**effect.values, "language": "vi"},
+                            dossier_id=dossier.id, at=at)  # fmt: skip
 
 
 def notify_citizen(

@@ -339,3 +339,12 @@ class ZaloToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_when())
     refreshed_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     broken_reason: str | None = None  # why it can no longer be refreshed (the admin reconnects)
+
+
+class SmsSubscription(SQLModel, table=True):
+    """A phone that asked by SMS ("DK <code>") for a dossier's status pushes — a dossier filed
+    at the counter has no chat to push to. "HUY <code>" deletes the row."""
+
+    dossier_id: int = Field(foreign_key="dossier.id", primary_key=True)
+    phone: str = Field(primary_key=True, max_length=20)  # 84…, as core.sms.msisdn writes it
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())

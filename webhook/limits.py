@@ -23,8 +23,15 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 # and all of them together less than ten full-size files — three, plus the form's text fields.
 MAX_SEND_BYTES = 3 * MAX_BYTES + DEFAULT_BODY_LIMIT
 MAX_ROW_ID = 2**63 - 1  # an id in a URL or query fits the database's BIGINT, or is a 422
-# Routes allowed more than the default (exact paths).
+# An SMS gateway's request: one SMS of at most ten parts, and its few fields (a GET carries them
+# in the query, bounded the same way). An 8 KB text is no SMS.
+SMS_REQUEST_LIMIT = 6 * 1024
+# Routes allowed more, or less, than the default: exact paths, then path prefixes (the SMS
+# gateways' routes carry a secret segment).
 BODY_LIMITS = {"/chat/api/send": MAX_SEND_BYTES}
+PREFIX_LIMITS = {"/webhook/sms": SMS_REQUEST_LIMIT}
+# Query strings bounded by the same ceiling as the body (a GET webhook's fields are there).
+QUERY_LIMITED = ("/webhook/sms",)
 
 
 class BodyTooLarge(HTTPException):
@@ -36,7 +43,18 @@ class BodyTooLarge(HTTPException):
 
 def body_limit(path: str) -> int:
     """The most bytes a request body to `path` may have."""
-    return BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
+    if path in BODY_LIMITS:
+        return BODY_LIMITS[path]
+    for prefix, limit in PREFIX_LIMITS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return limit
+    return DEFAULT_BODY_LIMIT
+
+
+def query_too_long(path: str, query: bytes) -> bool:
+    """A GET webhook's fields are its query: bounded like a body, before anything reads it."""
+    limited = any(path == p or path.startswith(p + "/") for p in QUERY_LIMITED)
+    return limited and len(query) > body_limit(path)
 
 
 class BodyLimit:
@@ -53,7 +71,8 @@ class BodyLimit:
             return
         limit = body_limit(scope["path"])
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        over = declared is not None and declared > limit
+        if over or query_too_long(scope["path"], scope.get("query_string", b"")):
             from webhook.errors import error_response  # the one error layer
 
             response = error_response(Request(scope), 413)

@@ -64,11 +64,41 @@ class Settings(BaseSettings):
     calendar_overrides: Path = REPO_ROOT / "data" / "calendar" / "vn-overrides.toml"
     load_demo_data: bool = True
 
-    sms_webhook_secret: SecretStr | None = None
-    # Outbound SMS (status pushes, fallback when a chat is unreachable): any HTTP gateway.
+    # SMS (docs/sms.md): the gateway the province contracts, one adapter each
+    # (bots/sms_gateways). json: our own signed JSON on POST /webhook/sms (always on when
+    # SMS_WEBHOOK_SECRET is set); the others on /webhook/sms/<gateway>[/<secret>].
+    sms_gateway: Literal["json", "esms", "jasmin", "kannel", "smsgate"] = "json"
+    sms_webhook_secret: SecretStr | None = None  # json: X-Signature HMAC key
+    # Outbound SMS for json and esms (status pushes, fallback when a chat is unreachable): any
+    # HTTP gateway taking a JSON POST (eSMS's SendMultipleMessage_V4_post_json, for one).
     sms_gateway_url: str | None = None
     sms_gateway_auth_header: SecretStr | None = None  # e.g. "Authorization: Bearer <key>"
     sms_gateway_body: str = '{"to": "{phone}", "text": "{text}"}'
+    # eSMS.vn short code: `sign` = MD5 of these fields' values joined in this order, "key" being
+    # the private key (⚠ the order is the provider's contract: check it against their document).
+    esms_private_key: SecretStr | None = None
+    esms_sign_fields: str = "cpid,smsid,content,receiverTime,key"
+    esms_cpid: str | None = None  # when set, a request for another cpid is refused
+    # Jasmin and Kannel sign nothing: a secret path segment, an allow-list of peer IPs, or both.
+    jasmin_webhook_secret: SecretStr | None = None
+    jasmin_allowed_ips: str = ""  # comma-separated; empty = any peer (then the secret is a must)
+    jasmin_send_url: str | None = None  # e.g. http://jasmin:1401/send
+    jasmin_username: str | None = None
+    jasmin_password: SecretStr | None = None
+    jasmin_from: str | None = None  # the short code the replies come from
+    kannel_webhook_secret: SecretStr | None = None
+    kannel_allowed_ips: str = ""
+    kannel_sendsms_url: str | None = None  # e.g. http://kannel:13013/cgi-bin/sendsms (pushes)
+    kannel_username: str | None = None
+    kannel_password: SecretStr | None = None
+    kannel_from: str | None = None
+    # SMSGate (android-sms-gateway): X-Signature = HMAC-SHA256(raw body + X-Timestamp).
+    smsgate_signing_key: SecretStr | None = None
+    smsgate_max_age_seconds: float = Field(default=300.0, gt=0)  # older X-Timestamp: refused
+    # The send API: http://<phone>:8080 (local server) or https://api.sms-gate.app/3rdparty/v1
+    smsgate_api_url: str | None = None
+    smsgate_username: str | None = None
+    smsgate_password: SecretStr | None = None
 
     telegram_citizen_token: SecretStr | None = None
     telegram_staff_token: SecretStr | None = None  # not yet used: the staff bot has no issue

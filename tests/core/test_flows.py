@@ -62,7 +62,7 @@ def _decide(
 
 def _effects(
     decision: Decision, *, rules: FlowRules = NO_ONESTOP, forwarded: bool = False,
-    reachable: bool = True,
+    reachable: bool = True, subscribed: bool = False,
 ) -> list[tuple[str, str, str]]:  # fmt: skip
     found = transition_effects(
         decision,
@@ -70,6 +70,7 @@ def _effects(
         citizen_reachable=reachable,
         forwarded=forwarded,
         rules=rules,
+        sms_subscribed=subscribed,
     )
     return [(e.audience.value, e.name, e.template) for e in found]
 
@@ -96,6 +97,30 @@ def test_the_returned_result_asks_for_a_rating_after_its_notice(
         ("citizen", "rating", "notice.rating_request"),
     ]
     assert _effects(returned, reachable=False) == []  # nobody to ask
+
+
+def test_phones_subscribed_by_sms_get_the_public_status_of_the_desks_steps(
+    procedure: Procedure, calendar: WorkingCalendar
+) -> None:
+    accepted = _decide(procedure, calendar, Status.SUBMITTED, Action.ACCEPT)
+    assert _effects(accepted, reachable=False, subscribed=True) == [
+        ("sms_subscribers", "sms", "sms.reply")
+    ]
+    [push] = transition_effects(accepted, agency_code=AGENCY, citizen_reachable=False,
+                                forwarded=False, rules=NO_ONESTOP, sms_subscribed=True)  # fmt: skip
+    assert push.values["text"].startswith("HS X-1: Da tiep nhan. Hen tra: ")  # the public status
+    returned = _decide(procedure, calendar, Status.RESULT_READY, Action.RETURN_RESULT)
+    assert _effects(returned, subscribed=True) == [
+        ("citizen", "notice", "notice.returned"),
+        ("citizen", "rating", "notice.rating_request"),  # its buttons need a chat
+        ("sms_subscribers", "sms", "sms.reply"),
+    ]
+    back = _decide(procedure, calendar, Status.SUPPLEMENT_REQUESTED, Action.RESUBMIT, Actor.CITIZEN)
+    assert [e[0] for e in _effects(back, subscribed=True)] == ["desk"]  # their own step
+    moved = transfer_effects("X-1", {"vi": "Nơi khác"}, False, True)
+    assert [(e.audience.value, e.template) for e in moved] == [
+        ("sms_subscribers", "notice.transferred")
+    ]
 
 
 def test_the_desk_is_alerted_when_the_citizen_acts_between_its_steps(

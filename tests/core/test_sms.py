@@ -9,7 +9,18 @@ import pytest
 from core.catalog import Text
 from core.dossier import Status
 from core.lookup import PublicStatus
-from core.sms import gsm_length, parse_lookup_request, status_reply, to_gsm7
+from core.sms import (
+    SmsAsk,
+    gsm_length,
+    msisdn,
+    parse_lookup_request,
+    parse_sms_command,
+    status_reply,
+    subscribed_reply,
+    to_gsm7,
+    unsubscribed_reply,
+    usage_reply,
+)
 
 CODE = "000.00.10.H53-261123-0001"
 
@@ -75,3 +86,44 @@ def test_status_reply_names_the_one_stop_systems_code_once_known() -> None:
 def test_to_gsm7_replaces_what_gsm_cannot_carry() -> None:
     assert to_gsm7("“Đã” – xong…") == '"Da" - xong...'
     assert to_gsm7("😀") == "?"
+
+
+@pytest.mark.parametrize(
+    ("text", "ask"),
+    [
+        (f"HS {CODE}", SmsAsk.LOOKUP),
+        (f"tc {CODE}", SmsAsk.LOOKUP),
+        (f"DK {CODE}", SmsAsk.SUBSCRIBE),
+        (f"dk{CODE.lower()}", SmsAsk.SUBSCRIBE),
+        (f"Đăng ký {CODE}", SmsAsk.SUBSCRIBE),
+        (f"DANGKY {CODE}", SmsAsk.SUBSCRIBE),
+        (f"HUY {CODE}", SmsAsk.UNSUBSCRIBE),
+        (f"Hủy: {CODE}", SmsAsk.UNSUBSCRIBE),
+        ("huy 000 00 10 H53 261123 1", SmsAsk.UNSUBSCRIBE),
+    ],
+)
+def test_what_an_sms_asks(text: str, ask: SmsAsk) -> None:
+    command = parse_sms_command(text)
+    assert command is not None and command.ask is ask and str(command.code) == CODE
+
+
+@pytest.mark.parametrize("text", ["DK", "HUY", "DK abc", "HUY 123", "DKX 000", "xin chao", "TC"])
+def test_a_keyword_without_a_code_asks_nothing(text: str) -> None:
+    assert parse_sms_command(text) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("+84912345678", "84912345678"), ("0912345678", "84912345678"),
+     ("84912345678", "84912345678"), ("091 234 5678", "84912345678"),
+     ("abc", None), ("12", None), ("", None)],
+)  # fmt: skip
+def test_phone_numbers_in_one_form(given: str, expected: str | None) -> None:
+    assert msisdn(given) == expected
+
+
+def test_subscription_replies_and_the_usage_line_fit_one_sms() -> None:
+    for reply in (subscribed_reply(CODE), unsubscribed_reply(CODE), usage_reply()):
+        assert gsm_length(reply) <= 160 and to_gsm7(reply) == reply
+    assert "HUY " + CODE in subscribed_reply(CODE)  # it says how to stop
+    assert "DK" in usage_reply() and "HUY" in usage_reply()

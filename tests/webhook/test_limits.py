@@ -17,7 +17,7 @@ import pytest
 from core.messages import render
 from tests.servers import live_server
 from webhook.app import create_app
-from webhook.limits import DEFAULT_BODY_LIMIT
+from webhook.limits import DEFAULT_BODY_LIMIT, body_limit
 from webhook.settings import Settings
 
 
@@ -93,7 +93,7 @@ def test_a_body_under_the_ceiling_reaches_the_route(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=10) as client:
         response = client.post(
             "/webhook/sms",
-            content=b" " * (DEFAULT_BODY_LIMIT - 10),
+            content=b" " * (body_limit("/webhook/sms") - 10),
             headers={"X-Signature": "sha256=00"},
         )
     assert response.status_code == 401  # read whole, then refused by its signature
