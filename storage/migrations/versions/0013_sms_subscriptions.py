@@ -1,7 +1,7 @@
 """sms subscriptions: phones that asked by SMS ("DK <code>") for a dossier's status pushes
 
 Revision ID: 0013
-Revises: 0012 (0012 is taken by a parallel branch: re-point down_revision when merging)
+Revises: 0012
 Create Date: 2026-12-02 01:00:00
 """
 
