@@ -320,6 +320,8 @@ _LEADING_SYMBOLS = re.compile(r"^[\u2190-\u2bff\U0001f000-\U0001faff\ufe0f\u200d
 
 def web_label(label: str) -> tuple[str | None, str]:
     """A button's label for the page: (its icon's name, or None; the label without emoji)."""
+    if label and label.strip("⭐") == "":  # a rating, 1 to 5 stars: one star and the number
+        return "star", str(len(label))
     match = _LEADING_SYMBOLS.match(label)
     if match is None:
         return None, label
