@@ -88,7 +88,6 @@ def chat_page(
         ),
         "idle_warning": render("webchat.idle_warning", language, seconds="{seconds}"),
         "file_failed": render("webchat.file_failed", language, name="{name}", reason="{reason}"),
-        "files_sent": render("webchat.files_sent", language, n="{n}"),
     }
     config = {
         "texts": texts,

@@ -174,8 +174,7 @@ def test_the_timeline_shows_each_step_with_its_day_and_the_one_now(
     assert render("lookup.notify", "vi") in page
     steps = client.get(f"/lookup/{accepted_code}", headers={"Accept": "application/json"})
     assert steps.json()["steps"] == [
-        {"status": "submitted", "title": "Đã nộp trực tuyến", "state": "done",
-         "date": "2026-12-07"},
+        {"status": "submitted", "title": "Đã nộp hồ sơ", "state": "done", "date": "2026-12-07"},
         {"status": "accepted", "title": "Đã tiếp nhận", "state": "current", "date": "2026-12-07"},
         {"status": "processing", "title": "Đang giải quyết", "state": "upcoming", "date": None},
         {"status": "result_ready", "title": "Đã có kết quả", "state": "upcoming", "date": None},
