@@ -8,7 +8,8 @@ causes commit together or not at all (transactional outbox).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from core.codes import format_code, parse_code
 from core.conversation import SupplementRequest
 from core.dossier import Action, Actor, Command, Decision, DossierFacts, Status, decide
 from core.flows import NO_ONESTOP, FlowRules
-from core.lookup import PublicStatus
+from core.lookup import PublicStatus, timeline
 from storage.flows import record_transition
 from storage.models import (
     Agency,
@@ -243,7 +244,8 @@ def public_status_from_row(row: Any, catalog: Catalog) -> PublicStatus:
 def lookup_public_status(
     session: Session | Connection, text: str, catalog: Catalog
 ) -> PublicStatus | None:
-    """Status by code for anyone: reads only the public columns, never personal data."""
+    """Status by code for anyone: reads only the public columns, never personal data (no
+    timeline: the chats and SMS answer with the status; the lookup page adds the steps)."""
     params = public_status_params(text)
     row = session.execute(PUBLIC_STATUS_QUERY, params).first() if params is not None else None
     return public_status_from_row(row, catalog) if row is not None else None
@@ -260,9 +262,10 @@ _PUBLIC_COLUMN_CONVERSIONS = [
 
 
 def lookup_public_status_sqlite(engine: Engine, text: str, catalog: Catalog) -> PublicStatus | None:
-    """`lookup_public_status` on a SQLite engine's driver connection, for the hot lookup page.
+    """`lookup_public_status` on a SQLite engine's driver connection, for the hot lookup page,
+    with its timeline (a second small query, only when the dossier exists).
 
-    sqlite3 keeps the statement prepared per connection. Every row is fetched, so the statement
+    sqlite3 keeps the statements prepared per connection. Every row is fetched, so the statement
     ends and no read snapshot outlives the call: the next lookup sees the latest status.
     """
     params = public_status_params(text)
@@ -273,19 +276,52 @@ def lookup_public_status_sqlite(engine: Engine, text: str, catalog: Catalog) -> 
         try:
             driver: sqlite3.Connection = connection.driver_connection  # type: ignore[assignment]
             rows = driver.execute(_PUBLIC_STATUS_SQLITE, params).fetchall()
+            if not rows:
+                return None
+            row = [
+                value if convert is None else convert(value)
+                for convert, value in zip(_PUBLIC_COLUMN_CONVERSIONS, rows[0], strict=True)
+            ]
+            status = public_status_from_row(row, catalog)
+            params = {**_STEPS_SQLITE_CONSTANTS, **steps_params(status)}
+            changes = driver.execute(_PUBLIC_STEPS_SQLITE, params).fetchall()
         finally:
             connection.close()
     except sqlite3.Error as error:  # the error layer knows SQLAlchemy's errors (503 when busy)
         raise exc.DBAPIError.instance(
             _PUBLIC_STATUS_SQLITE, params, error, sqlite3.Error
         ) from error
-    if not rows:
-        return None
-    row = [
-        value if convert is None else convert(value)
-        for convert, value in zip(_PUBLIC_COLUMN_CONVERSIONS, rows[0], strict=True)
-    ]
-    return public_status_from_row(row, catalog)
+    return with_steps(status, [(to, _AT_CONVERSION(at)) for to, at in changes])
+
+
+_EVENT: Any = StatusEvent.__table__  # type: ignore[attr-defined]
+MAX_STEPS = 64  # a dossier changes status a handful of times; the read stays bounded anyway
+# The timeline's facts: which status a dossier reached and when — never a note, a reason or who.
+# (An event that keeps the status, a transfer to another desk, is no step.)
+PUBLIC_STEPS_QUERY = (
+    select(_EVENT.c.to_status, _EVENT.c.at)
+    .join(_DOSSIER, _DOSSIER.c.id == _EVENT.c.dossier_id)
+    .where(_DOSSIER.c.code == bindparam("code"), _EVENT.c.from_status != _EVENT.c.to_status)
+    .order_by(_EVENT.c.at, _EVENT.c.id)
+    .limit(bindparam("most"))
+)
+_STEPS_COMPILED = PUBLIC_STEPS_QUERY.compile(dialect=_SQLITE)
+_PUBLIC_STEPS_SQLITE = str(_STEPS_COMPILED)
+# The constants SQLite's compiler adds as parameters (its `OFFSET 0`).
+_STEPS_SQLITE_CONSTANTS = {k: v for k, v in _STEPS_COMPILED.params.items() if v is not None}
+_AT_CONVERSION = _EVENT.c.at.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) or (
+    lambda value: value
+)
+
+
+def steps_params(status: PublicStatus) -> dict[str, Any]:
+    return {"code": status.code, "most": MAX_STEPS}
+
+
+def with_steps(status: PublicStatus, changes: Iterable[Sequence[Any]]) -> PublicStatus:
+    """`status` with its timeline, from (status reached, UTC moment) rows of PUBLIC_STEPS_QUERY."""
+    days = [(Status(to), to_local(at).date()) for to, at in changes]
+    return replace(status, steps=timeline(status.status, status.submitted_on, days))
 
 
 def _name(entries: Mapping[str, Agency_ | Procedure_], code: str) -> Text:

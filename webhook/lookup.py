@@ -15,9 +15,12 @@ from core.sms import usage_reply
 from storage.db import compiled_for_psycopg
 from storage.dossiers import (
     PUBLIC_STATUS_QUERY,
+    PUBLIC_STEPS_QUERY,
     lookup_public_status_sqlite,
     public_status_from_row,
     public_status_params,
+    steps_params,
+    with_steps,
 )
 from webhook.app import templates
 from webhook.runtime import Runtime
@@ -27,6 +30,7 @@ router = APIRouter()
 # not stat the template files on every render (a process restart picks up an edited template).
 _STATUS_PAGE = templates.env.overlay(auto_reload=False).get_template("lookup.html")
 _PUBLIC_STATUS_SQL = compiled_for_psycopg(PUBLIC_STATUS_QUERY)
+_PUBLIC_STEPS_SQL = compiled_for_psycopg(PUBLIC_STEPS_QUERY)
 
 
 async def _public_status(runtime: Runtime, code: str) -> PublicStatus | None:
@@ -38,7 +42,11 @@ async def _public_status(runtime: Runtime, code: str) -> PublicStatus | None:
     async with runtime.async_reader.connection() as connection:
         cursor = await connection.execute(_PUBLIC_STATUS_SQL, params, prepare=True)
         row = await cursor.fetchone()
-    return public_status_from_row(row, runtime.catalog) if row is not None else None
+        if row is None:
+            return None
+        status = public_status_from_row(row, runtime.catalog)
+        cursor = await connection.execute(_PUBLIC_STEPS_SQL, steps_params(status), prepare=True)
+        return with_steps(status, await cursor.fetchall())
 
 
 def _language(lang: str | None) -> str:

@@ -60,6 +60,9 @@ def _session_id(secret: str, cookie: str | None) -> str | None:
 
 
 KIOSK_IDLE_SECONDS = 300  # a kiosk page left alone this long starts over for the next person
+KIOSK_WARNING_SECONDS = 30  # the last ones counted down on the screen, with a way to stay
+PHOTO_LONGEST_SIDE = 2560  # the page shrinks bigger photos before sending (as Telegram does)
+PHOTO_JPEG_QUALITY = 0.85
 
 
 @router.get("/chat")
@@ -76,24 +79,29 @@ def chat_page(
         "error": render("webchat.error", language),
         "uploading": render("webchat.uploading", language, n="{n}"),
         "end_confirm": render("webchat.end_confirm", language),
-        "location": render("chat.share_location", language),
+        "location": web_label(render("chat.share_location", language))[1],
         "noLocation": render("webchat.no_location", language),
         "too_many_files": render("webchat.too_many_files", language, n=MAX_FILES_PER_SEND),
         "file_too_large": render("webchat.file_too_large", language, limit_mb=limit_mb),
         "send_too_large": render(
             "webchat.send_too_large", language, limit_mb=MAX_SEND_BYTES // (1024 * 1024)
         ),
+        "idle_warning": render("webchat.idle_warning", language, seconds="{seconds}"),
+        "file_failed": render("webchat.file_failed", language, name="{name}", reason="{reason}"),
     }
     config = {
         "texts": texts,
         "first": {"text": "/start"} if not session_id else {"button": "nav:resume"},
         "kiosk_idle": KIOSK_IDLE_SECONDS if kiosk else 0,
+        "kiosk_warning": KIOSK_WARNING_SECONDS,
+        "photo_longest_side": PHOTO_LONGEST_SIDE,
+        "photo_quality": PHOTO_JPEG_QUALITY,
         "max_files": MAX_FILES_PER_SEND,
         "max_file_bytes": MAX_BYTES,
         "max_send_bytes": MAX_SEND_BYTES,
     }
     context = {"lang": language, "config": config, "max_files": MAX_FILES_PER_SEND,
-               "max_file_mb": limit_mb}  # fmt: skip
+               "max_file_mb": limit_mb, "kiosk": kiosk}  # fmt: skip
     response = templates.TemplateResponse(request, "chat.html", context)
     if session_id is None:
         cookie = _sign(secret, secrets.token_urlsafe(18))
@@ -298,13 +306,39 @@ async def chat_updates(
     return JSONResponse({"messages": await run_db(runtime.engine, read, quick=True)})
 
 
+# The dialogue's buttons start with an emoji, which Telegram and Zalo draw themselves; a browser
+# without an emoji font (a kiosk, an office PC) shows an empty box. The page draws the icon of the
+# same meaning from static/icons.svg instead, and the label without it.
+WEB_ICONS = {
+    "✅": "check", "📝": "form", "🔎": "search", "📂": "folder", "🌐": "globe", "🏠": "home",
+    "▶": "play", "⬅": "back", "✖": "cross", "⏭": "skip", "📤": "upload", "💬": "chat",
+    "✍": "pen", "⌨": "keyboard", "📱": "phone", "📍": "pin", "➕": "plus", "📎": "clip",
+}  # fmt: skip
+_LEADING_SYMBOLS = re.compile(r"^[\u2190-\u2bff\U0001f000-\U0001faff\ufe0f\u200d\s]+")
+
+
+def web_label(label: str) -> tuple[str | None, str]:
+    """A button's label for the page: (its icon's name, or None; the label without emoji)."""
+    if label and label.strip("⭐") == "":  # a rating, 1 to 5 stars: one star and the number
+        return "star", str(len(label))
+    match = _LEADING_SYMBOLS.match(label)
+    if match is None:
+        return None, label
+    return WEB_ICONS.get(label[0]), label[match.end() :] or label
+
+
+def _button_json(label: str, data: str) -> dict[str, Any]:
+    icon, text = web_label(label)
+    return {"label": text, "icon": icon, "data": data}
+
+
 def _reply_json(reply: Reply) -> dict[str, Any]:
     image = None
     if reply.image_png is not None:
         image = "data:image/png;base64," + base64.b64encode(reply.image_png).decode()
     return {
         "text": reply.text,
-        "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in reply.buttons],
+        "buttons": [[_button_json(b.label, b.data) for b in row] for row in reply.buttons],
         "image": image,
         "ask_location": reply.ask_location,
     }

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from core.dossier import Action, Actor, Command
+from core.dossier import Action, Actor, Command, MissingItem
 from core.flows import NO_ONESTOP
 from core.messages import render
 from storage.db import session_scope
@@ -160,3 +160,57 @@ def test_healthz_checks_redis_when_configured(settings: Settings, redis_url: str
         app.state.runtime.engine.dispose()
         assert response.json()["ok"] is healthy
         assert response.status_code == (200 if healthy else 503)
+
+
+def test_the_timeline_shows_each_step_with_its_day_and_the_one_now(
+    client: TestClient, accepted_code: str
+) -> None:
+    page = client.get(f"/lookup/{accepted_code}").text
+    assert '<ol class="timeline" id="timeline">' in page
+    current = page.split('aria-current="step"', 1)[1].split("</li>", 1)[0]
+    assert 'data-status="accepted"' in current and "07/12/2026" in current
+    assert "10/12/2026" in current  # the appointment, with the receipt
+    assert render("next_step.accepted", "vi") in current  # what to do now
+    assert render("lookup.notify", "vi") in page
+    steps = client.get(f"/lookup/{accepted_code}", headers={"Accept": "application/json"})
+    assert steps.json()["steps"] == [
+        {"status": "submitted", "title": "Đã nộp hồ sơ", "state": "done", "date": "2026-12-07"},
+        {"status": "accepted", "title": "Đã tiếp nhận", "state": "current", "date": "2026-12-07"},
+        {"status": "processing", "title": "Đang giải quyết", "state": "upcoming", "date": None},
+        {"status": "result_ready", "title": "Đã có kết quả", "state": "upcoming", "date": None},
+        {"status": "returned", "title": "Đã trả kết quả", "state": "upcoming", "date": None},
+    ]  # fmt: skip
+
+
+def test_a_supplement_round_is_a_step_without_its_reason_or_who_asked(
+    client: TestClient,
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    procedure = runtime.catalog.procedure_by_slug("ho-kinh-doanh")
+    monday = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+    with session_scope(runtime.engine) as session:
+        dossier, _ = submit_dossier(
+            session, catalog=runtime.catalog, calendar=runtime.calendar,
+            procedure_code=procedure.code,
+            agency_code=runtime.catalog.receiving_agencies(procedure)[0].code,
+            citizen_id=None, channel="web", at=monday,
+        )  # fmt: skip
+        reason = "Ảnh tờ khai bị lóa, chụp lại giúp"
+        missing = (MissingItem(procedure.components[0].code, reason),)
+        supplement = Command(Action.REQUEST_SUPPLEMENT, Actor.DESK_OFFICER,
+                             datetime(2026, 12, 8, 3, 0, tzinfo=UTC), missing=missing)  # fmt: skip
+        apply_command(session, dossier.id, supplement, catalog=runtime.catalog,  # type: ignore[arg-type]
+                      calendar=runtime.calendar, rules=NO_ONESTOP)  # fmt: skip
+        code = dossier.code
+    body = client.get(f"/lookup/{code}", headers={"Accept": "application/json"}).json()
+    assert [(s["status"], s["state"], s["date"]) for s in body["steps"]] == [
+        ("submitted", "done", "2026-12-07"),
+        ("supplement_requested", "current", "2026-12-08"),
+        ("accepted", "upcoming", None),
+        ("processing", "upcoming", None),
+        ("result_ready", "upcoming", None),
+        ("returned", "upcoming", None),
+    ]
+    for headers in ({}, {"Accept": "application/json"}):
+        text = client.get(f"/lookup/{code}", headers=headers).text
+        assert "lóa" not in text and "chụp lại" not in text

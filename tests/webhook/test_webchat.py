@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from webhook.app import create_app
 from webhook.limits import MAX_SEND_BYTES
 from webhook.runtime import Runtime
 from webhook.settings import Settings
+from webhook.webchat import WEB_ICONS, web_label
 
 
 def test_page_sets_a_signed_httponly_cookie(client: TestClient) -> None:
@@ -336,3 +338,24 @@ def test_finish_detaches_the_session_so_an_old_cookie_sees_nothing(client: TestC
     assert thief.get("/chat/api/updates").json()["messages"] == []
     mine = thief.post("/chat/api/send", data={"button": "menu:mine"}).json()["replies"]
     assert code not in mine[0]["text"] and "chưa có hồ sơ" in mine[0]["text"].lower()
+
+
+def test_buttons_come_with_an_svg_icon_instead_of_their_emoji(client: TestClient) -> None:
+    """Telegram and Zalo draw the dialogue's emoji; a browser without an emoji font would not."""
+    client.get("/chat")
+    replies = client.post("/chat/api/send", data={"text": "/start"}).json()["replies"]
+    menu = {b["data"]: b for row in replies[-1]["buttons"] for b in row}
+    assert menu["menu:submit"]["icon"] == "form"
+    assert menu["menu:submit"]["label"] == "Nộp hồ sơ"
+    assert menu["menu:lookup"] == {"label": "Tra cứu hồ sơ", "icon": "search",
+                                   "data": "menu:lookup"}  # fmt: skip
+    assert all(b["label"][0].isalnum() for b in menu.values()), menu
+    icons = (Path(__file__).parents[2] / "static" / "icons.svg").read_text()
+    assert all(f'id="{name}"' in icons for name in WEB_ICONS.values())
+
+
+def test_a_label_keeps_its_words_and_a_rating_its_number() -> None:
+    assert web_label("⬅️ Quay lại") == ("back", "Quay lại")
+    assert web_label("⌨️ Nhập tay") == ("keyboard", "Nhập tay")
+    assert web_label("Đăng ký khai sinh") == (None, "Đăng ký khai sinh")
+    assert web_label("⭐⭐⭐") == ("star", "3")
