@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from core.messages import render
-from core.notices import render_notice
+from webhook.deps import RuntimeDep, get_runtime, templates, wake_delivery
 from webhook.limits import BodyLimit
 from webhook.logs import install_secret_masking
 from webhook.runtime import Runtime, build_runtime
 from webhook.security import SecurityHeaders
 from webhook.settings import REPO_ROOT, Settings, get_settings
 
-templates = Jinja2Templates(directory=str(REPO_ROOT / "templates" / "web"))
-templates.env.globals["t"] = render
-templates.env.globals["render_notice"] = render_notice
+__all__ = ["RuntimeDep", "create_app", "get_runtime", "templates", "wake_delivery"]  # moved
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -118,19 +114,3 @@ def _zalo_channel(runtime: Runtime, throttle: Any) -> Any:
     if sender is None:
         return None
     return ZaloChannel(sender, downloads_client(), runtime.settings.zalo_media_host_list)
-
-
-async def get_runtime(request: Request) -> Runtime:
-    """Async on purpose: FastAPI runs a plain `def` dependency in a thread, a hop per request."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def wake_delivery(request: Request) -> None:
-    """After a commit that wrote outbox messages: in the embedded mode, deliver them now."""
-    delivery = request.app.state.delivery
-    if delivery is not None:
-        delivery.dispatcher.wake.set()
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -19,7 +19,7 @@ from storage.dossiers import (
     public_status_from_row,
     public_status_params,
 )
-from webhook.app import templates
+from webhook.deps import templates
 from webhook.runtime import Runtime
 
 router = APIRouter()

@@ -11,7 +11,7 @@ from bots.sms import InboundSms, answer, signature_is_valid
 from core.channels import Channel
 from storage.db import session_scope
 from storage.inbound import first_delivery
-from webhook.app import RuntimeDep
+from webhook.deps import RuntimeDep
 
 router = APIRouter()
 
