@@ -1,9 +1,10 @@
 """A dossier's change recorded with everything it causes, in the caller's transaction.
 
 `record_transition` writes the audit entry, then each effect `core.flows.transition_effects`
-lists as an outbox row (the citizen on their channel, the desk in the panel, the agency's
-one-stop system), so the change and its effects commit together or not at all. Each row's key
-names the change and the effect: recording the same change twice queues nothing twice.
+lists as an outbox row (the citizen on their channel, the desk in the panel and on the linked
+officers' phones, the agency's one-stop system), so the change and its effects commit together
+or not at all. Each row's key names the change and the effect: recording the same change twice
+queues nothing twice.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from sqlmodel import Session
 from core.channels import Channel
 from core.dossier import Decision
 from core.flows import Audience, Effect, FlowRules, transfer_effects, transition_effects
+from core.staff import Permission, can
 from storage.models import ChannelIdentity, Dossier, StatusEvent
 from storage.outbox import add_message
+from storage.staff import member
+from storage.staff_bot import linked_officers, new_button
 
 
 def record_transition(
@@ -86,6 +90,8 @@ def _queue(
             add_message(session, key=key, channel=Channel.PANEL, recipient=dossier.agency_code,
                         template=effect.template, values=effect.values, dossier_id=dossier.id,
                         at=at)  # fmt: skip
+        case Audience.OFFICERS:
+            queue_for_officers(session, dossier, key, effect, at)
         case Audience.ONESTOP:
             values = {**effect.values, "event_id": event_id}  # who took the step (NguoiXuLy)
             add_message(session, key=key, channel=Channel.ONESTOP, recipient=dossier.agency_code,
@@ -94,6 +100,24 @@ def _queue(
             if dossier.onestop_queued_at is None:
                 dossier.onestop_queued_at = at
                 session.add(dossier)
+
+
+def queue_for_officers(
+    session: Session, dossier: Dossier, key: str, effect: Effect, at: datetime
+) -> None:
+    """One staff-bot message per linked officer who may act on the dossier (core.staff), each
+    with its own buttons: a key per quick step, made for that officer."""
+    assert dossier.id is not None
+    for user, chat_id in linked_officers(session, dossier.agency_code):
+        if not can(member(user), Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+            continue
+        assert user.id is not None
+        buttons = {action: new_button(session, user.id, dossier.id, action, at)
+                   for action in effect.values.get("actions", [])}  # fmt: skip
+        add_message(session, key=f"{key}:{user.id}", channel=Channel.STAFF,
+                    recipient=str(chat_id), template=effect.template,
+                    values={**effect.values, "buttons": buttons}, dossier_id=dossier.id,
+                    at=at)  # fmt: skip
 
 
 def notify_citizen(

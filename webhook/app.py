@@ -45,6 +45,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         token = settings.telegram_citizen_token.get_secret_value()
         citizen_bot = make_bot(token, settings.telegram_api_base)
 
+    staff_bot = None
+    if settings.telegram_staff_token is not None:
+        from bots.telegram_staff import install_handlers, make_application
+
+        staff_bot = make_application(
+            settings.telegram_staff_token.get_secret_value(), settings.telegram_api_base
+        )
+
     from bots.channels import process_throttle
 
     throttle = process_throttle(settings)  # one per process: the Zalo turns and the outbox share it
@@ -54,6 +62,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime.async_reader is not None:
             await runtime.async_reader.open()  # its connections belong to this event loop
+        if staff_bot is not None:
+            await staff_bot.initialize()  # getMe: the bot's name, for the panel's deep links
         if settings.redis_url is None:  # embedded mode: this process delivers the outbox
             from webhook.jobs import InlineDelivery
 
@@ -68,6 +78,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await runtime.async_reader.close()
             if citizen_bot is not None:
                 await citizen_bot.session.close()
+            if staff_bot is not None:
+                await staff_bot.shutdown()
             if zalo_channel is not None:
                 await zalo_channel.downloads.aclose()
 
@@ -84,6 +96,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.zalo = zalo_channel
     app.state.delivery = None
     app.state.citizen_dispatcher = None
+    app.state.staff_bot = staff_bot
+    if staff_bot is not None:
+
+        def wake() -> None:
+            if app.state.delivery is not None:
+                app.state.delivery.dispatcher.wake.set()
+
+        install_handlers(staff_bot, runtime, wake)
     if citizen_bot is not None:
         from bots.telegram_citizen import make_dispatcher
 

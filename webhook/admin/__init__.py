@@ -21,12 +21,13 @@ from webhook.admin import (
     forms,
     inbox,
     reports,
+    telegram,
 )
 from webhook.admin.pages import redirect
 from webhook.deps import LoginRequired, PasswordChangeRequired
 
 router = APIRouter()  # each feature's router has the /admin prefix
-for feature in (auth, inbox, dossiers, forms, accounts, canned, deliveries, reports):
+for feature in (auth, inbox, dossiers, forms, accounts, canned, deliveries, reports, telegram):
     router.include_router(feature.router)
 
 

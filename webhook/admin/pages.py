@@ -51,6 +51,7 @@ def render_page(
             "catalog": runtime.catalog,
             "Permission": Permission,
             "system_problems": problems,
+            "staff_bot": getattr(request.app.state, "staff_bot", None) is not None,
             **context,
         },
         status_code=status,
