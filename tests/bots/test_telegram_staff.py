@@ -121,10 +121,10 @@ def alert_to(fake: FakeTelegram, chat: int) -> Call:
     return alerts_to(fake, chat)[0]
 
 
-def to_citizen(fake: FakeTelegram) -> list[str]:
+def to_citizen(fake: FakeTelegram, chat: str = CITIZEN_CHAT) -> list[str]:
     """What the citizen bot sent to the dossier's citizen."""
     return [str(c.params.get("text")) for c in fake.by(TELEGRAM_TOKEN)
-            if int(c.params["chat_id"]) == int(CITIZEN_CHAT)]  # fmt: skip
+            if int(c.params["chat_id"]) == int(chat)]  # fmt: skip
 
 
 def button_data(call: Call, label: str) -> str:
@@ -136,9 +136,9 @@ def button_data(call: Call, label: str) -> str:
     raise AssertionError(f"no button {label!r} in {markup}")
 
 
-def new_dossier(runtime: Runtime) -> tuple[int, str]:
+def new_dossier(runtime: Runtime, chat: str = CITIZEN_CHAT) -> tuple[int, str]:
     return citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar,
-                           external_id=CITIZEN_CHAT, at=datetime.now(UTC))  # fmt: skip
+                           external_id=chat, at=datetime.now(UTC))  # fmt: skip
 
 
 def status_of(runtime: Runtime, dossier_id: int) -> str:
@@ -289,3 +289,30 @@ def test_the_panel_gives_the_link_and_unlinks(
     assert desk.post("/admin/telegram/unlink").status_code == 303  # type: ignore[attr-defined]
     assert post(client, lan.text("/hangdoi")) == 200
     assert staff_texts(telegram, 7001)[-1] == render("staffbot.not_linked")
+
+
+def test_a_supplement_and_a_refusal_from_the_bot_reach_the_citizen(
+    client: TestClient, fake: tuple[FakeTelegram, str]
+) -> None:
+    telegram, runtime = fake[0], runtime_of(client)
+    lan = linked_officer(client, telegram, "lan.ttphcc", agencies(runtime)[0], 7001)
+    first_id, first_code = new_dossier(runtime)
+    alert = alert_to(telegram, 7001)
+    assert post(client, lan.button(button_data(alert, "Yêu cầu bổ sung"))) == 200
+    asked = staff_texts(telegram, 7001)[-1]
+    component = runtime.catalog.procedure_by_slug("ho-kinh-doanh").components[0].name.vi
+    assert f"1. {component}" in asked and status_of(runtime, first_id) == "submitted"
+    assert post(client, lan.text("1: ảnh chụp bị mờ, chụp lại rõ nét")) == 200
+    assert first_code in staff_texts(telegram, 7001)[-1]
+    assert status_of(runtime, first_id) == "supplement_requested"
+    wait_until(lambda: any("ảnh chụp bị mờ" in t for t in to_citizen(telegram)), "no form 02")
+    notice = next(t for t in to_citizen(telegram) if "ảnh chụp bị mờ" in t)
+    assert component in notice  # form 02's content: the paper and why
+
+    second_id, _ = new_dossier(runtime, "556")
+    wait_until(lambda: len(alerts_to(telegram, 7001)) == 2, "no second alert")
+    assert post(client, lan.button(button_data(alerts_to(telegram, 7001)[1], "Từ chối"))) == 200
+    assert post(client, lan.text("Không thuộc thẩm quyền của đơn vị")) == 200
+    assert status_of(runtime, second_id) == "refused"
+    wait_until(lambda: any("Không thuộc thẩm quyền" in t for t in to_citizen(telegram, "556")),
+               "the refusal did not reach the citizen")  # fmt: skip
