@@ -22,14 +22,15 @@ LANG = "vi"  # officers read the panel's language
 
 
 def alert_text(template: str, values: dict[str, Any]) -> str:
-    """The alert's sentence, with the time in Vietnam and the appointment when there is one."""
-    shown = dict(values)
+    """The alert's (or staff reminder's) sentence, with the time in Vietnam; an alert adds the
+    appointment when there is one (a reminder's sentence names its own dates)."""
+    shown = {k: v for k, v in values.items() if k != "buttons"}
     shown.setdefault("procedure", "")
     if isinstance(shown.get("at"), str):
         shown["at"] = to_local(datetime.fromisoformat(shown["at"]))
-    appointment = shown.pop("appointment_date", None)
     text = render_notice(template, shown, LANG)
-    if appointment:
+    appointment = values.get("appointment_date")
+    if template.startswith("alert.") and appointment:
         day = date.fromisoformat(appointment)
         text += "\n" + render("staffbot.appointment", LANG, date=day)
     return text
@@ -61,11 +62,10 @@ class StaffSender(TelegramSender):
 
     def send_notice(self, message: Claimed) -> str | None:
         code = str(message.values.get("code", ""))
+        page = f"/admin/dossiers/{code}" if code else "/admin?queue=feedback"  # feedback: no code
         params = {
             "chat_id": message.recipient,
             "text": alert_text(message.template, message.values),
-            "reply_markup": alert_keyboard(
-                message.values, f"{self.public_base_url}/admin/dossiers/{code}"
-            ),
+            "reply_markup": alert_keyboard(message.values, f"{self.public_base_url}{page}"),
         }
         return self._call(message.recipient, "sendMessage", json_body=params)

@@ -77,6 +77,7 @@ ONESTOP_UPDATE = "onestop.update"  # DongBoHoSoMC again (isUpdating) with a prog
 ALERT_RESUBMITTED = "alert.resubmitted"
 ALERT_WITHDRAWN = "alert.withdrawn"
 ALERT_NEW = "alert.new_dossier"  # the staff bot only: the panel's "new" queue lists it already
+ALERT_CITIZEN_MESSAGE = "alert.citizen_message"  # the staff bot only: the panel shows the thread
 # The quick steps an officer's alert offers as buttons (the bot checks each press again).
 ALERT_ACTIONS = (Action.ACCEPT, Action.REQUEST_SUPPLEMENT, Action.REFUSE)
 
@@ -160,6 +161,13 @@ def officer_alert_values(decision: Decision) -> dict[str, Any]:
     if after.appointment_date is not None:
         values["appointment_date"] = after.appointment_date.isoformat()
     return values
+
+
+def citizen_message_effects(code: str, text: str) -> tuple[Effect, ...]:
+    """A citizen wrote in a dossier's thread: the officers' phones hear of it (replying to the
+    alert answers in the thread)."""
+    values = {"code": code, "text": text[:500]}
+    return (Effect(Audience.OFFICERS, "thread", ALERT_CITIZEN_MESSAGE, values),)
 
 
 def onestop_effects(

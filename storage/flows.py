@@ -17,9 +17,16 @@ from sqlmodel import Session
 
 from core.channels import Channel
 from core.dossier import Decision
-from core.flows import Audience, Effect, FlowRules, transfer_effects, transition_effects
+from core.flows import (
+    Audience,
+    Effect,
+    FlowRules,
+    citizen_message_effects,
+    transfer_effects,
+    transition_effects,
+)
 from core.staff import Permission, can
-from storage.models import ChannelIdentity, Dossier, StatusEvent
+from storage.models import ChannelIdentity, Dossier, StatusEvent, ThreadMessage
 from storage.outbox import add_message
 from storage.staff import member
 from storage.staff_bot import linked_officers, new_button
@@ -118,6 +125,39 @@ def queue_for_officers(
                     recipient=str(chat_id), template=effect.template,
                     values={**effect.values, "buttons": buttons}, dossier_id=dossier.id,
                     at=at)  # fmt: skip
+
+
+def record_citizen_message(session: Session, dossier: Dossier, message: ThreadMessage) -> None:
+    """The effects of a citizen's message in the dossier's thread (core.flows)."""
+    assert message.id is not None
+    for effect in citizen_message_effects(dossier.code, message.text):
+        queue_for_officers(session, dossier, f"{effect.name}:{dossier.id}:{message.id}", effect,
+                           message.created_at)  # fmt: skip
+
+
+def remind_desk(
+    session: Session,
+    *,
+    key: str,
+    agency_code: str,
+    template: str,
+    values: dict[str, Any],
+    at: datetime,
+    dossier_id: int | None = None,
+    citizen_id: int | None = None,
+) -> bool:
+    """A staff reminder: listed in the agency's panel and sent to each of its officers linked to
+    the staff bot who may act on the agency's dossiers; False when `key` was queued already."""
+    if not add_message(session, key=key, channel=Channel.PANEL, recipient=agency_code,
+                       template=template, values=values, dossier_id=dossier_id,
+                       citizen_id=citizen_id, at=at):  # fmt: skip
+        return False
+    for user, chat_id in linked_officers(session, agency_code):
+        if can(member(user), Permission.ACT_ON_DOSSIERS, agency_code):
+            add_message(session, key=f"{key}:staff:{user.id}", channel=Channel.STAFF,
+                        recipient=str(chat_id), template=template, values=values,
+                        dossier_id=dossier_id, citizen_id=citizen_id, at=at)  # fmt: skip
+    return True
 
 
 def notify_citizen(

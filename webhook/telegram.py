@@ -51,8 +51,8 @@ async def telegram_citizen(request: Request) -> Response:
 
 
 async def telegram_staff(request: Request) -> Response:
-    """The staff bot: the secret, the replay guard, then the update through its handlers (in
-    the request, so a failure is not answered 200 and Telegram sends the update again)."""
+    """The staff bot: the secret, the replay guard, then the update through its handlers, in
+    the request (a handler's failure is logged by the application; the update is not rerun)."""
     runtime: Runtime = request.app.state.runtime
     application = request.app.state.staff_bot
     secret = runtime.settings.telegram_staff_webhook_secret

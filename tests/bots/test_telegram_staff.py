@@ -15,13 +15,17 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from bots.channels import make_senders
+from bots.delivery import MemoryThrottle, deliver
+from core.dossier import Action
 from core.messages import render
 from core.staff import Role
 from storage.db import session_scope
 from storage.models import Dossier, OutboxMessage, StatusEvent, ThreadMessage
+from storage.reminders import queue_reminders
 from storage.staff import create_staff
 from storage.staff_bot import new_link_token
-from tests.dossiers import citizen_dossier
+from tests.dossiers import MONDAY, act, citizen_dossier
 from tests.fakes.telegram import (
     STAFF_SECRET,
     STAFF_TOKEN,
@@ -141,6 +145,13 @@ def new_dossier(runtime: Runtime, chat: str = CITIZEN_CHAT) -> tuple[int, str]:
                            external_id=chat, at=datetime.now(UTC))  # fmt: skip
 
 
+def status_code(runtime: Runtime, dossier_id: int) -> str:
+    with Session(runtime.engine) as session:
+        dossier = session.get(Dossier, dossier_id)
+        assert dossier is not None
+        return dossier.code
+
+
 def status_of(runtime: Runtime, dossier_id: int) -> str:
     with Session(runtime.engine) as session:
         dossier = session.get(Dossier, dossier_id)
@@ -231,6 +242,15 @@ def test_replying_to_an_alert_reaches_the_citizen_and_the_panel_thread(
     wait_until(lambda: any("Ảnh CCCD bị mờ" in text for text in to_citizen(telegram)),
                "the reply did not reach the citizen")  # fmt: skip
 
+    # The citizen answers in the thread (the notice's "answer the desk" button): the officer's
+    # phone hears of it, and replying to that alert answers in the same thread.
+    citizen = Updates(chat_id=int(CITIZEN_CHAT), first_update_id=60000)
+    code = status_code(runtime, dossier_id)
+    for update in (citizen.button(f"reply:{code}"), citizen.text("Dạ em gửi lại ngay ạ")):
+        assert telegram.deliver(client, "/webhook/telegram/citizen", update).status_code == 200
+    wait_until(lambda: any("Dạ em gửi lại ngay ạ" in t for t in staff_texts(telegram, 7001)),
+               "the citizen's message did not reach the officer")  # fmt: skip
+
 
 def test_links_are_single_use_and_expire(
     client: TestClient, fake: tuple[FakeTelegram, str]
@@ -316,3 +336,34 @@ def test_a_supplement_and_a_refusal_from_the_bot_reach_the_citizen(
     assert status_of(runtime, second_id) == "refused"
     wait_until(lambda: any("Không thuộc thẩm quyền" in t for t in to_citizen(telegram, "556")),
                "the refusal did not reach the citizen")  # fmt: skip
+
+
+def test_staff_reminders_also_reach_the_linked_officers(
+    client: TestClient, fake: tuple[FakeTelegram, str]
+) -> None:
+    telegram, runtime = fake[0], runtime_of(client)
+    ours, theirs = agencies(runtime)
+    linked_officer(client, telegram, "lan.ttphcc", ours, 7001)
+    linked_officer(client, telegram, "binh.other", theirs, 7002)
+    dossier_id, code = citizen_dossier(runtime.engine, runtime.catalog, runtime.calendar,
+                                       external_id=CITIZEN_CHAT)  # fmt: skip
+    for step in (Action.ACCEPT, Action.FORWARD):  # forwarded in time: only the deadline reminds
+        act(runtime.engine, runtime.catalog, runtime.calendar, dossier_id, step, MONDAY)
+    wednesday = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # 08:00: the last day to extend
+    with session_scope(runtime.engine) as session:
+        assert queue_reminders(session, runtime.catalog, runtime.calendar, wednesday,
+                               runtime.flow_rules) == 1  # fmt: skip
+    with Session(runtime.engine) as session:
+        rows = session.execute(
+            select(OutboxMessage).where(col(OutboxMessage.template) == "remind.due_soon")
+        ).scalars().all()  # fmt: skip
+    assert sorted(r.channel for r in rows) == ["panel", "staff"]  # not to the other agency
+    [to_phone] = [r for r in rows if r.channel == "staff"]
+    assert to_phone.recipient == "7001" and to_phone.id is not None
+    senders = make_senders(runtime, MemoryThrottle())  # the outbox's one sending path, on Wednesday
+    outcome = deliver(
+        runtime.engine, senders, to_phone.id, lease=timedelta(seconds=30), now=wednesday
+    )
+    assert outcome.state == "sent"
+    reminder = staff_texts(telegram, 7001)[-1]
+    assert code in reminder and "10/12/2026" in reminder and "Sắp đến hạn" in reminder
