@@ -420,6 +420,20 @@ def _line(runtime: Any, dossier: Dossier) -> str:
     return render("staffbot.found", LANG, code=dossier.code, procedure=name, status=status)
 
 
+async def started(application: Application[Any, Any, Any, Any, Any, Any], state: Any) -> bool:
+    """Initialise the application once (its getMe gives the bot's name); a Bot API that cannot
+    be reached when the web process starts is tried again at the next update, not fatal."""
+    if getattr(state, "staff_bot_ready", False):
+        return True
+    try:
+        await application.initialize()
+    except Exception as error:  # the Bot API is down or refuses the token: say so, go on
+        log.warning("staff bot: the Bot API could not be reached: %s", type(error).__name__)
+        return False
+    state.staff_bot_ready = True
+    return True
+
+
 def new_update(application: Application[Any, Any, Any, Any, Any, Any], data: Any) -> Update:
     """The posted JSON as an Update; ValueError when it is not one."""
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):

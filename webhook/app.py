@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if runtime.async_reader is not None:
             await runtime.async_reader.open()  # its connections belong to this event loop
         if staff_bot is not None:
-            await staff_bot.initialize()  # getMe: the bot's name, for the panel's deep links
+            from bots.telegram_staff import started
+
+            await started(staff_bot, app.state)  # getMe: the bot's name, for the deep links
         if settings.redis_url is None:  # embedded mode: this process delivers the outbox
             from webhook.jobs import InlineDelivery
 
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await runtime.async_reader.close()
             if citizen_bot is not None:
                 await citizen_bot.session.close()
-            if staff_bot is not None:
+            if staff_bot is not None and app.state.staff_bot_ready:
                 await staff_bot.shutdown()
             if zalo_channel is not None:
                 await zalo_channel.downloads.aclose()
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.delivery = None
     app.state.citizen_dispatcher = None
     app.state.staff_bot = staff_bot
+    app.state.staff_bot_ready = False
     if staff_bot is not None:
 
         def wake() -> None:

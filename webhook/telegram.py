@@ -60,8 +60,10 @@ async def telegram_staff(request: Request) -> Response:
         return JSONResponse({"error": "telegram_not_configured"}, status_code=503)
     if not _secret_ok(request, secret.get_secret_value()):
         return JSONResponse({"error": "bad_secret"}, status_code=401)
-    from bots.telegram_staff import first_time, new_update  # PTB: only with a staff bot
+    from bots.telegram_staff import first_time, new_update, started  # PTB: with a staff bot
 
+    if not await started(application, request.app.state):
+        return JSONResponse({"error": "telegram_unreachable"}, status_code=503)  # resent later
     try:
         update = new_update(application, json.loads(await request.body()))
     except ValueError:

@@ -35,7 +35,7 @@ from tests.fakes.telegram import (
     FakeTelegram,
     Updates,
 )
-from tests.servers import live_server, wait_until
+from tests.servers import free_port, live_server, wait_until
 from webhook.app import create_app
 from webhook.runtime import Runtime
 from webhook.settings import Settings
@@ -367,3 +367,18 @@ def test_staff_reminders_also_reach_the_linked_officers(
     assert outcome.state == "sent"
     reminder = staff_texts(telegram, 7001)[-1]
     assert code in reminder and "10/12/2026" in reminder and "Sắp đến hạn" in reminder
+
+
+def test_a_bot_api_down_at_start_up_does_not_stop_the_app(settings: Settings) -> None:
+    """The web process starts; the staff webhook answers 503 (Telegram sends the update again)
+    until the Bot API answers."""
+    down = settings.model_copy(update={
+        "telegram_staff_token": SecretStr(STAFF_TOKEN),
+        "telegram_staff_webhook_secret": SecretStr(STAFF_SECRET),
+        "telegram_api_base": f"http://127.0.0.1:{free_port()}",
+    })  # fmt: skip
+    app = create_app(down)
+    with TestClient(app, base_url="https://testserver") as test_client:
+        assert test_client.get("/healthz").status_code == 200
+        assert post(test_client, Updates(chat_id=7001).text("/help")) == 503
+    app.state.runtime.engine.dispose()

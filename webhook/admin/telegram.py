@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -16,11 +17,16 @@ from webhook.errors import refusal
 router = APIRouter(prefix="/admin")
 
 
-def _bot_name(request: Request) -> str:
-    """The staff bot's @name (from getMe at start-up); 404 when there is no staff bot."""
+async def _bot_name(request: Request) -> str:
+    """The staff bot's @name (its getMe); 404 when there is no staff bot, 503 while the Bot API
+    cannot be reached."""
     application = request.app.state.staff_bot
-    if application is None or not application.bot.username:
+    if application is None:
         raise refusal(404, "admin.error.not_found")
+    from bots.telegram_staff import started  # PTB: only with a staff bot
+
+    if not await started(application, request.app.state):
+        raise refusal(503, "admin.error.telegram_unreachable")
     return str(application.bot.username)
 
 
@@ -31,26 +37,30 @@ def _page(request: Request, runtime: RuntimeDep, staff: Staff, link: str = "") -
 
 
 @router.get("/telegram")
-def telegram_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLResponse:
-    _bot_name(request)
-    return _page(request, runtime, staff)
+async def telegram_page(request: Request, runtime: RuntimeDep, staff: StaffDep) -> HTMLResponse:
+    await _bot_name(request)
+    return await run_in_threadpool(_page, request, runtime, staff)
 
 
 @router.post("/telegram/link")
-def telegram_link(
+async def telegram_link(
     request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep
 ) -> HTMLResponse:
-    name = _bot_name(request)
-    with session_scope(runtime.engine) as session:
-        token = new_link_token(session, staff.member.id, now())
-    return _page(request, runtime, staff, deep_link(name, token))
+    name = await _bot_name(request)
+
+    def link() -> HTMLResponse:
+        with session_scope(runtime.engine) as session:
+            token = new_link_token(session, staff.member.id, now())
+        return _page(request, runtime, staff, deep_link(name, token))
+
+    return await run_in_threadpool(link)
 
 
 @router.post("/telegram/unlink")
 def telegram_unlink(
     request: Request, runtime: RuntimeDep, staff: StaffDep, form: FormDep
 ) -> Response:
-    _bot_name(request)
+    """Works whether or not the Bot API answers: the binding is ours."""
     with session_scope(runtime.engine) as session:
         unlink(session, staff.member.id)
     return redirect("/admin/telegram")
