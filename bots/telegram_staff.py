@@ -250,8 +250,14 @@ def install_handlers(
                         runtime, dossier_id, officer.member, _now()))  # fmt: skip
                     await say(update, "staffbot.done_accept", code=code,
                               date=decision.after.appointment_date)  # fmt: skip
-                case Action.REFUSE.value | Action.REQUEST_SUPPLEMENT.value:
+                case Action.REFUSE.value:
                     await ask_reason(update, officer, dossier_id, action, code)
+                case Action.REQUEST_SUPPLEMENT.value:
+                    await pick_components(update, officer, dossier_id, code)
+                case "supplement_done" | "confirm_supplement":
+                    await supplement_step(update, officer, dossier_id, action, code)
+                case _ if action.startswith("toggle:"):
+                    await toggle(update, officer, dossier_id, action.removeprefix("toggle:"))
                 case _:
                     await say(update, "staffbot.stale")
         except DossierRuleError as error:
@@ -290,7 +296,7 @@ def install_handlers(
     async def ask_reason(
         update: Update, officer: Officer, dossier_id: int, action: str, code: str
     ) -> None:
-        """The next text is the reason (refusal) or the list of what is missing (supplement)."""
+        """The next text is the refusal's reason."""
 
         def work() -> None:
             with session_scope(runtime.engine) as session:
@@ -298,18 +304,105 @@ def install_handlers(
                 if link is not None:
                     wait_for_text(session, link, {"dossier_id": dossier_id, "action": action})
 
-        def components() -> str:
-            with Session(runtime.engine) as session:
+        await db(work)
+        await say(update, "staffbot.ask_refusal", code=code)
+
+    def set_waiting(officer: Officer, what: dict[str, Any] | None) -> None:
+        with session_scope(runtime.engine) as session:
+            link = session.get(StaffTelegram, officer.member.id)
+            if link is not None:
+                wait_for_text(session, link, what)
+        officer.link.waiting = what
+
+    def picker(dossier_id: int, waiting: dict[str, Any]) -> InlineKeyboardMarkup:
+        """One toggle per paper (✓ when chosen), then "Xong"."""
+        with Session(runtime.engine) as session:
+            dossier = session.get(Dossier, dossier_id)
+            assert dossier is not None
+            procedure = runtime.catalog.procedure(dossier.procedure_code)
+        chosen = set(waiting["chosen"])
+        rows = [[InlineKeyboardButton(("✓ " if c.code in chosen else "") + c.name.vi,
+                                      callback_data=waiting["keys"][c.code])]
+                for c in procedure.components if c.code in waiting["keys"]]  # fmt: skip
+        done = render("staffbot.button.done", LANG)
+        rows.append([InlineKeyboardButton(done, callback_data=waiting["done"])])
+        return InlineKeyboardMarkup(rows)
+
+    async def pick_components(update: Update, officer: Officer, dossier_id: int, code: str) -> None:
+        """Yêu cầu bổ sung, step 1: the papers, as toggles (the state machine judges at the end)."""
+
+        def start() -> tuple[dict[str, Any], InlineKeyboardMarkup]:
+            at = _now()
+            with session_scope(runtime.engine) as session:
                 dossier = session.get(Dossier, dossier_id)
                 assert dossier is not None
+                if not can(officer.member, Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+                    raise desk_actions.NotPermitted
                 procedure = runtime.catalog.procedure(dossier.procedure_code)
-            return "\n".join(f"{i}. {c.name.vi}" for i, c in enumerate(procedure.components, 1))
+                keys = {c.code: new_button(session, officer.member.id, dossier_id,
+                                           f"toggle:{c.code}", at)
+                        for c in procedure.components}  # fmt: skip
+                done = new_button(session, officer.member.id, dossier_id, "supplement_done", at)
+            waiting = {"dossier_id": dossier_id, "action": Action.REQUEST_SUPPLEMENT.value,
+                       "chosen": [], "keys": keys, "done": done}  # fmt: skip
+            set_waiting(officer, waiting)
+            return waiting, picker(dossier_id, waiting)
 
-        await db(work)
-        if action == Action.REFUSE.value:
-            await say(update, "staffbot.ask_refusal", code=code)
-        else:
-            await say(update, "staffbot.ask_supplement", code=code, components=await db(components))
+        _, markup = await db(start)
+        await application.bot.send_message(
+            update.effective_chat.id,  # type: ignore[union-attr]
+            render("staffbot.pick_components", LANG, code=code),
+            reply_markup=markup,
+        )
+
+    def supplement_waiting(officer: Officer, dossier_id: int) -> dict[str, Any] | None:
+        waiting = officer.link.waiting or {}
+        if waiting.get("dossier_id") != dossier_id or "keys" not in waiting:
+            return None
+        return dict(waiting)
+
+    async def toggle(update: Update, officer: Officer, dossier_id: int, component: str) -> None:
+        waiting = supplement_waiting(officer, dossier_id)
+        if waiting is None or waiting.get("reason") is not None:
+            await say(update, "staffbot.stale")
+            return
+        chosen = set(waiting["chosen"]) ^ {component}
+        waiting["chosen"] = sorted(chosen)
+        await db(lambda: set_waiting(officer, waiting))
+        markup = await db(lambda: picker(dossier_id, waiting))
+        query = update.callback_query
+        assert query is not None
+        await query.edit_message_reply_markup(reply_markup=markup)
+
+    async def supplement_step(
+        update: Update, officer: Officer, dossier_id: int, action: str, code: str
+    ) -> None:
+        """ "Xong": one text with the reasons comes next; "Xác nhận": the request, once, fully."""
+        waiting = supplement_waiting(officer, dossier_id)
+        if waiting is None:
+            await say(update, "staffbot.stale")
+            return
+        if action == "supplement_done":
+            if not waiting["chosen"]:
+                await say(update, "staffbot.pick_one")
+                return
+            waiting["step"] = "reason"
+            await db(lambda: set_waiting(officer, waiting))
+            await say(update, "staffbot.ask_supplement", code=code)
+            return
+        if waiting.get("reason") is None:
+            await say(update, "staffbot.stale")
+            return
+        missing = tuple(MissingItem(c, str(waiting["reason"])) for c in waiting["chosen"])
+
+        def apply() -> Any:
+            decision = desk_actions.request_supplement(runtime, dossier_id, officer.member,
+                                                       missing, _now())  # fmt: skip
+            set_waiting(officer, None)
+            return decision
+
+        await db(apply)
+        await say(update, "staffbot.done_supplement", code=code)
 
     async def text(update: Update, officer: Officer, context: Any) -> None:
         message = update.effective_message
@@ -353,10 +446,44 @@ def install_handlers(
         wake()
         await say(update, "staffbot.done_reply", code=code)
 
+    async def supplement_reason(
+        update: Update, officer: Officer, waiting: dict[str, Any], body: str
+    ) -> None:
+        """Yêu cầu bổ sung, step 2: the reasons, then what will be sent, to confirm."""
+        dossier_id = int(waiting["dossier_id"])
+        if waiting.get("step") != "reason" or not body:
+            await say(update, "staffbot.pick_first")
+            return
+        waiting = {**waiting, "reason": body[:500]}
+
+        def confirm() -> str:
+            set_waiting(officer, waiting)
+            with session_scope(runtime.engine) as session:
+                return new_button(session, officer.member.id, dossier_id, "confirm_supplement",
+                                  _now())  # fmt: skip
+
+        key = await db(confirm)
+        markup = InlineKeyboardMarkup(
+            [[InlineKeyboardButton(render("staffbot.button.confirm", LANG), callback_data=key)]]
+        )
+        await application.bot.send_message(
+            update.effective_chat.id,  # type: ignore[union-attr]
+            render(
+                "staffbot.confirm_supplement",
+                LANG,
+                count=len(waiting["chosen"]),
+                reason=waiting["reason"],
+            ),
+            reply_markup=markup,
+        )
+
     async def reason_given(
         update: Update, officer: Officer, waiting: dict[str, Any], body: str
     ) -> None:
         dossier_id, action = int(waiting["dossier_id"]), str(waiting["action"])
+        if action == Action.REQUEST_SUPPLEMENT.value:
+            await supplement_reason(update, officer, waiting, body)
+            return
 
         def work() -> tuple[str, str]:
             with session_scope(runtime.engine) as session:
@@ -364,18 +491,9 @@ def install_handlers(
                 if link is not None:
                     wait_for_text(session, link, None)
             at = _now()
-            if action == Action.REFUSE.value:
-                decision = desk_actions.refuse(runtime, dossier_id, officer.member,
-                                               body[:MAX_TEXT], at)  # fmt: skip
-                return decision.after.code, "staffbot.done_refuse"
-            with Session(runtime.engine) as session:
-                dossier = session.get(Dossier, dossier_id)
-                assert dossier is not None
-                procedure = runtime.catalog.procedure(dossier.procedure_code)
-            missing = _missing_from(procedure, body)
-            decision = desk_actions.request_supplement(runtime, dossier_id, officer.member,
-                                                       missing, at)  # fmt: skip
-            return decision.after.code, "staffbot.done_supplement"
+            decision = desk_actions.refuse(runtime, dossier_id, officer.member,
+                                           body[:MAX_TEXT], at)  # fmt: skip
+            return decision.after.code, "staffbot.done_refuse"
 
         try:
             code, done = await db(work)
@@ -397,18 +515,6 @@ def install_handlers(
     application.add_handler(CallbackQueryHandler(officers_only(button)))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, officers_only(text)))
     application.add_handler(MessageHandler(filters.ALL, officers_only(help_)))
-
-
-def _missing_from(procedure: Any, body: str) -> tuple[MissingItem, ...]:
-    """What is missing, one component a line ("<number>: <reason>", numbers as the list the bot
-    showed); a line without a known number is refused by the state machine (nothing missing)."""
-    items = []
-    components = list(procedure.components)
-    for line in body.splitlines()[:20]:
-        number, _, reason = line.partition(":")
-        if number.strip().isdigit() and 1 <= int(number) <= len(components) and reason.strip():
-            items.append(MissingItem(components[int(number) - 1].code, reason.strip()[:500]))
-    return tuple(items)
 
 
 def _line(runtime: Any, dossier: Dossier) -> str:

@@ -319,10 +319,23 @@ def test_a_supplement_and_a_refusal_from_the_bot_reach_the_citizen(
     first_id, first_code = new_dossier(runtime)
     alert = alert_to(telegram, 7001)
     assert post(client, lan.button(button_data(alert, "Yêu cầu bổ sung"))) == 200
-    asked = staff_texts(telegram, 7001)[-1]
-    component = runtime.catalog.procedure_by_slug("ho-kinh-doanh").components[0].name.vi
-    assert f"1. {component}" in asked and status_of(runtime, first_id) == "submitted"
-    assert post(client, lan.text("1: ảnh chụp bị mờ, chụp lại rõ nét")) == 200
+    picker = telegram.by(STAFF_TOKEN)[-1]
+    papers = runtime.catalog.procedure_by_slug("ho-kinh-doanh").components
+    component = papers[0].name.vi
+    first, second = button_data(picker, component), button_data(picker, papers[1].name.vi)
+    done = button_data(picker, "Xong")
+    assert post(client, lan.button(done)) == 200  # nothing chosen yet
+    assert staff_texts(telegram, 7001)[-1] == render("staffbot.pick_one")
+    for key in (first, second, second):  # the second chosen, then unchosen
+        assert post(client, lan.button(key)) == 200
+    edited = telegram.by(STAFF_TOKEN, "editMessageReplyMarkup")[-1]
+    labels = [row[0]["text"] for row in edited.params["reply_markup"]["inline_keyboard"]]
+    assert labels[:2] == [f"✓ {component}", papers[1].name.vi]
+    assert post(client, lan.button(done)) == 200
+    assert post(client, lan.text("ảnh chụp bị mờ, chụp lại rõ nét")) == 200
+    confirm = telegram.by(STAFF_TOKEN)[-1]
+    assert "1 thành phần" in confirm.params["text"] and status_of(runtime, first_id) == "submitted"
+    assert post(client, lan.button(button_data(confirm, "Xác nhận"))) == 200
     assert first_code in staff_texts(telegram, 7001)[-1]
     assert status_of(runtime, first_id) == "supplement_requested"
     wait_until(lambda: any("ảnh chụp bị mờ" in t for t in to_citizen(telegram)), "no form 02")
