@@ -23,6 +23,7 @@ from bots.delivery import (
 )
 from bots.onestop import OnestopClient, OnestopSender, make_client, secret_lookup
 from bots.sms_gateways import configured_gateway
+from bots.staff_alerts import StaffSender
 from bots.zalo import ZaloSender, ZaloTemplateSender, ZaloTokens
 from bots.zalo_citizen import handle_kept_event
 from core.channels import Channel
@@ -44,6 +45,22 @@ def _telegram(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sen
         settings.telegram_citizen_token.get_secret_value(),
         settings.telegram_api_base,
         throttle,
+        per_second=settings.telegram_max_per_second,
+        per_chat_interval=settings.telegram_per_chat_interval,
+    )
+
+
+def _staff(runtime: Runtime, client: httpx.Client, throttle: Throttle) -> Sender | None:
+    """Desk alerts to the officers linked to the staff bot (bots/telegram_staff.py)."""
+    settings = runtime.settings
+    if settings.telegram_staff_token is None:
+        return None
+    return StaffSender(
+        client,
+        settings.telegram_staff_token.get_secret_value(),
+        settings.telegram_api_base,
+        throttle,
+        settings.public_base_url,
         per_second=settings.telegram_max_per_second,
         per_chat_interval=settings.telegram_per_chat_interval,
     )
@@ -138,6 +155,7 @@ SENDERS: dict[Channel, SenderFactory] = {
     Channel.SMS: _sms,
     Channel.PANEL: _mailbox,  # the panel lists the agency's reminders
     Channel.ONESTOP: _onestop,  # each agency's one-stop information system
+    Channel.STAFF: _staff,  # desk alerts on the linked officers' phones
 }
 
 

@@ -214,8 +214,9 @@ class TelegramSender:
         throttle: Throttle,
         per_second: float = 30.0,
         per_chat_interval: float = 1.0,
+        name: str = "telegram",  # the bot's throttle keys: each bot has Telegram's limits
     ) -> None:
-        self.client, self.throttle = client, throttle
+        self.client, self.throttle, self.name = client, throttle, name
         self.base = f"{api_base.rstrip('/')}/bot{token}"
         self.per_second, self.per_chat_interval = per_second, per_chat_interval
 
@@ -236,24 +237,27 @@ class TelegramSender:
         json_body: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> str | None:
+        """One Bot API call within the limits; the id of the message it sent, if any."""
         wait = self.throttle.reserve(
-            f"telegram:chat:{chat}", self.per_chat_interval, MAX_INLINE_WAIT
+            f"{self.name}:chat:{chat}", self.per_chat_interval, MAX_INLINE_WAIT
         )
         if self.per_second > 0 and wait <= MAX_INLINE_WAIT:
-            bot_wait = self.throttle.reserve("telegram:bot", 1 / self.per_second, MAX_INLINE_WAIT)
+            bot_wait = self.throttle.reserve(
+                f"{self.name}:bot", 1 / self.per_second, MAX_INLINE_WAIT
+            )
             wait = max(wait, bot_wait)
         if wait > MAX_INLINE_WAIT:
             raise TryLater("telegram: over the sending rate", retry_after=wait)
         if wait > 0:
             time.sleep(wait)
         try:
-            self._post(chat, method, json_body, data, files)
+            return self._post(chat, method, json_body, data, files)
         except TryLater as error:  # only a 429 carries retry_after here
             if error.retry_after is None or error.retry_after > MAX_INLINE_WAIT:
                 raise
             time.sleep(error.retry_after)  # a short 429 is waited out once, then rescheduled
-            self._post(chat, method, json_body, data, files)
+            return self._post(chat, method, json_body, data, files)
 
     def _post(
         self,
@@ -262,7 +266,7 @@ class TelegramSender:
         json_body: dict[str, Any] | None,
         data: dict[str, Any] | None,
         files: dict[str, Any] | None,
-    ) -> None:
+    ) -> str | None:
         try:
             response = self.client.post(
                 f"{self.base}/{method}", json=json_body, data=data, files=files
@@ -272,15 +276,22 @@ class TelegramSender:
         if response.status_code == 429:
             self._hold(chat, _retry_after(response))
         _raise_for_telegram(response)
+        try:
+            result = response.json().get("result")
+        except ValueError:
+            return None
+        if isinstance(result, dict) and "message_id" in result:
+            return str(result["message_id"])
+        return None
 
     def _hold(self, chat: str, seconds: float) -> None:
         """After a 429, nothing more to this chat until Telegram's `retry_after` has passed.
         The answer does not say whether the chat's limit or the bot's was hit: when chats are
         refused together (two within `BOT_LIMIT_WINDOW`), it is the bot's, so the bot is held
         too; one chat refused alone leaves the others sending."""
-        self.throttle.hold(f"telegram:chat:{chat}", seconds)
-        if self.throttle.refused("telegram:refused", chat, BOT_LIMIT_WINDOW) > 1:
-            self.throttle.hold("telegram:bot", seconds)
+        self.throttle.hold(f"{self.name}:chat:{chat}", seconds)
+        if self.throttle.refused(f"{self.name}:refused", chat, BOT_LIMIT_WINDOW) > 1:
+            self.throttle.hold(f"{self.name}:bot", seconds)
 
 
 def _retry_after(response: httpx.Response) -> float:

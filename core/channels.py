@@ -22,6 +22,7 @@ class Channel(StrEnum):
     SMS = "sms"  # lookups by SMS; notices when no chat can reach the citizen
     PANEL = "panel"  # staff reminders, listed in the admin panel of the recipient agency
     ONESTOP = "onestop"  # the agency's one-stop information system (recipient: agency code)
+    STAFF = "staff"  # the staff Telegram bot: alerts to a linked officer's chat (recipient: chat)
 
 
 # Chat apps the citizen can block or leave: a notice that cannot reach them there goes by SMS.

@@ -16,7 +16,15 @@ from enum import StrEnum
 from typing import Any
 
 from core.catalog import Catalog, Procedure
-from core.dossier import CLOSED, NATIONAL_STATUS_CODE, Action, Actor, Decision, Status
+from core.dossier import (
+    CLOSED,
+    NATIONAL_STATUS_CODE,
+    Action,
+    Actor,
+    Decision,
+    Status,
+    allowed_actions,
+)
 from core.notices import RATING_REQUEST
 from core.sms import SMS_TEXT, status_push
 
@@ -25,7 +33,8 @@ class Audience(StrEnum):
     """Who an effect is for; storage turns each into an outbox row on a channel."""
 
     CITIZEN = "citizen"  # the dossier's citizen, on the channel they submitted on
-    DESK = "desk"  # the desk officers of the dossier's agency (the panel; the staff bot later)
+    DESK = "desk"  # the desk of the dossier's agency, listed in the panel
+    OFFICERS = "officers"  # each officer of the agency linked to the staff Telegram bot
     ONESTOP = "onestop"  # the agency's one-stop information system
     SMS_SUBSCRIBERS = "sms_subscribers"  # phones that asked by SMS for this dossier ("DK <code>")
 
@@ -69,6 +78,10 @@ ONESTOP_UPDATE = "onestop.update"  # DongBoHoSoMC again (isUpdating) with a prog
 # Desk alerts (templates/messages/alert.toml), shown in the panel's reminders.
 ALERT_RESUBMITTED = "alert.resubmitted"
 ALERT_WITHDRAWN = "alert.withdrawn"
+ALERT_NEW = "alert.new_dossier"  # the staff bot only: the panel's "new" queue lists it already
+ALERT_CITIZEN_MESSAGE = "alert.citizen_message"  # the staff bot only: the panel shows the thread
+# The quick steps an officer's alert offers as buttons (the bot checks each press again).
+ALERT_ACTIONS = (Action.ACCEPT, Action.REQUEST_SUPPLEMENT, Action.REFUSE)
 
 _FORWARD_ACTION = {ForwardOn.ACCEPT: Action.ACCEPT, ForwardOn.FORWARD: Action.FORWARD}
 
@@ -103,6 +116,10 @@ def transition_effects(
     alert = desk_alert(decision)
     if alert is not None:
         effects.append(Effect(Audience.DESK, "alert", alert, _summary(decision)))
+    phone_alert = officer_alert(decision)
+    if phone_alert is not None:
+        effects.append(Effect(Audience.OFFICERS, "staffbot", phone_alert,
+                              officer_alert_values(decision)))  # fmt: skip
     effects.extend(onestop_effects(decision, agency_code, forwarded, rules))
     return tuple(effects)
 
@@ -130,6 +147,35 @@ def desk_alert(decision: Decision) -> str | None:
         case Action.WITHDRAW:
             return ALERT_WITHDRAWN
     return None
+
+
+def officer_alert(decision: Decision) -> str | None:
+    """What reaches the officers' phones: every new dossier, and what the panel's desk alert
+    says (papers back, a withdrawal)."""
+    if decision.command.actor is Actor.CITIZEN and decision.transition.action is Action.SUBMIT:
+        return ALERT_NEW
+    return desk_alert(decision)
+
+
+def officer_alert_values(decision: Decision) -> dict[str, Any]:
+    """The alert's facts, and the quick steps it offers: those the state machine allows now."""
+    after = decision.after
+    allowed = set(allowed_actions(after.status, Actor.DESK_OFFICER))
+    values = {
+        **_summary(decision),
+        "at": decision.command.at.isoformat(),
+        "actions": [action.value for action in ALERT_ACTIONS if action in allowed],
+    }
+    if after.appointment_date is not None:
+        values["appointment_date"] = after.appointment_date.isoformat()
+    return values
+
+
+def citizen_message_effects(code: str, text: str) -> tuple[Effect, ...]:
+    """A citizen wrote in a dossier's thread: the officers' phones hear of it (replying to the
+    alert answers in the thread)."""
+    values = {"code": code, "text": text[:500]}
+    return (Effect(Audience.OFFICERS, "thread", ALERT_CITIZEN_MESSAGE, values),)
 
 
 def onestop_effects(

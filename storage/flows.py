@@ -1,10 +1,10 @@
 """A dossier's change recorded with everything it causes, in the caller's transaction.
 
 `record_transition` writes the audit entry, then each effect `core.flows.transition_effects`
-lists as an outbox row (the citizen on their channel, the desk in the panel, the agency's
-one-stop system, one SMS per phone subscribed with "DK <code>"), so the change and its effects
-commit together or not at all. Each row's key
-names the change and the effect: recording the same change twice queues nothing twice.
+lists as an outbox row (the citizen on their channel, the desk in the panel and on the linked
+officers' phones, the agency's one-stop system, one SMS per phone subscribed with "DK <code>"),
+so the change and its effects commit together or not at all. Each row's key names the change
+and the effect: recording the same change twice queues nothing twice.
 """
 
 from __future__ import annotations
@@ -17,10 +17,20 @@ from sqlmodel import Session
 
 from core.channels import Channel
 from core.dossier import Decision
-from core.flows import Audience, Effect, FlowRules, transfer_effects, transition_effects
-from storage.models import ChannelIdentity, Dossier, StatusEvent
+from core.flows import (
+    Audience,
+    Effect,
+    FlowRules,
+    citizen_message_effects,
+    transfer_effects,
+    transition_effects,
+)
+from core.staff import Permission, can
+from storage.models import ChannelIdentity, Dossier, StatusEvent, ThreadMessage
 from storage.outbox import add_message
 from storage.sms import subscribed_phones
+from storage.staff import member
+from storage.staff_bot import linked_officers, new_button
 
 
 def record_transition(
@@ -92,6 +102,8 @@ def _queue(
             add_message(session, key=key, channel=Channel.PANEL, recipient=dossier.agency_code,
                         template=effect.template, values=effect.values, dossier_id=dossier.id,
                         at=at)  # fmt: skip
+        case Audience.OFFICERS:
+            queue_for_officers(session, dossier, key, effect, at)
         case Audience.ONESTOP:
             values = {**effect.values, "event_id": event_id}  # who took the step (NguoiXuLy)
             add_message(session, key=key, channel=Channel.ONESTOP, recipient=dossier.agency_code,
@@ -105,6 +117,57 @@ def _queue(
                 add_message(session, key=f"{key}:{phone}", channel=Channel.SMS, recipient=phone,
                             template=effect.template, values={**effect.values, "language": "vi"},
                             dossier_id=dossier.id, at=at)  # fmt: skip
+
+
+def queue_for_officers(
+    session: Session, dossier: Dossier, key: str, effect: Effect, at: datetime
+) -> None:
+    """One staff-bot message per linked officer who may act on the dossier (core.staff), each
+    with its own buttons: a key per quick step, made for that officer."""
+    assert dossier.id is not None
+    for user, chat_id in linked_officers(session, dossier.agency_code):
+        if not can(member(user), Permission.ACT_ON_DOSSIERS, dossier.agency_code):
+            continue
+        assert user.id is not None
+        buttons = {action: new_button(session, user.id, dossier.id, action, at)
+                   for action in effect.values.get("actions", [])}  # fmt: skip
+        add_message(session, key=f"{key}:{user.id}", channel=Channel.STAFF,
+                    recipient=str(chat_id), template=effect.template,
+                    values={**effect.values, "buttons": buttons}, dossier_id=dossier.id,
+                    at=at)  # fmt: skip
+
+
+def record_citizen_message(session: Session, dossier: Dossier, message: ThreadMessage) -> None:
+    """The effects of a citizen's message in the dossier's thread (core.flows)."""
+    assert message.id is not None
+    for effect in citizen_message_effects(dossier.code, message.text):
+        queue_for_officers(session, dossier, f"{effect.name}:{dossier.id}:{message.id}", effect,
+                           message.created_at)  # fmt: skip
+
+
+def remind_desk(
+    session: Session,
+    *,
+    key: str,
+    agency_code: str,
+    template: str,
+    values: dict[str, Any],
+    at: datetime,
+    dossier_id: int | None = None,
+    citizen_id: int | None = None,
+) -> bool:
+    """A staff reminder: listed in the agency's panel and sent to each of its officers linked to
+    the staff bot who may act on the agency's dossiers; False when `key` was queued already."""
+    if not add_message(session, key=key, channel=Channel.PANEL, recipient=agency_code,
+                       template=template, values=values, dossier_id=dossier_id,
+                       citizen_id=citizen_id, at=at):  # fmt: skip
+        return False
+    for user, chat_id in linked_officers(session, agency_code):
+        if can(member(user), Permission.ACT_ON_DOSSIERS, agency_code):
+            add_message(session, key=f"{key}:staff:{user.id}", channel=Channel.STAFF,
+                        recipient=str(chat_id), template=template, values=values,
+                        dossier_id=dossier_id, citizen_id=citizen_id, at=at)  # fmt: skip
+    return True
 
 
 def notify_citizen(

@@ -39,6 +39,7 @@ from storage.dossiers import (
     open_supplement,
     submit_dossier,
 )
+from storage.flows import record_citizen_message
 from storage.media import MediaStore
 from storage.models import (
     AlbumPart,
@@ -265,9 +266,13 @@ class StorageBackoffice:
         if Status(dossier.status) in CLOSED:
             return False
         assert dossier.id is not None
-        self.session.add(ThreadMessage(dossier_id=dossier.id, direction="in", text=text))
+        message = ThreadMessage(dossier_id=dossier.id, direction="in", text=text,
+                                created_at=self.now)  # fmt: skip
+        self.session.add(message)
         dossier.last_activity_at = self.now
         self.session.add(dossier)
+        self.session.flush()
+        record_citizen_message(self.session, dossier, message)
         return True
 
     def my_dossiers(self) -> list[PublicStatus]:

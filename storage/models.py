@@ -182,6 +182,37 @@ class StaffUser(SQLModel, table=True):
     session_generation: int = 0
 
 
+class StaffTelegram(SQLModel, table=True):
+    """A staff account bound to one Telegram user of the staff bot (its private chat)."""
+
+    staff_user_id: int = Field(primary_key=True, foreign_key="staffuser.id")
+    telegram_user_id: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    linked_at: datetime = Field(sa_column=_when())
+    # A step waiting for the officer's next text (a refusal's reason): {"key": <StaffButton>}.
+    waiting: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class StaffLinkToken(SQLModel, table=True):
+    """A one-time deep link (t.me/<bot>?start=<token>) to bind an account; only its hash kept."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    staff_user_id: int = Field(foreign_key="staffuser.id", index=True)
+    expires_at: datetime = Field(sa_column=_when())
+    used_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class StaffButton(SQLModel, table=True):
+    """What an inline button of the staff bot means: its callback data is only this row's key,
+    so a button carries no fact the server trusts; who may press it is stored with it."""
+
+    key: str = Field(primary_key=True, max_length=24)
+    staff_user_id: int = Field(foreign_key="staffuser.id", index=True)
+    dossier_id: int = Field(foreign_key="dossier.id")
+    action: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=_when())
+
+
 class LoginThrottle(SQLModel, table=True):
     """Failed sign-ins of one address (`ip:…`) or one address and account name (`account:…`):
     a fading count and until when the next try must wait (core.staff.Throttle)."""

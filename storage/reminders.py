@@ -24,9 +24,8 @@ from core.reminders import (
     supplement_reminder_due,
 )
 from storage.dossiers import feedback_agency
-from storage.flows import notify_citizen
+from storage.flows import notify_citizen, remind_desk
 from storage.models import Dossier, Feedback, OutboxMessage, StatusEvent
-from storage.outbox import add_message
 
 
 def queue_reminders(
@@ -65,11 +64,10 @@ def _deadlines(session: Session, catalog: Catalog, calendar: WorkingCalendar, no
         state = deadline_state(calendar, dossier.appointment_date, now)
         if state is None or (state is Deadline.OVERDUE and not calendar.is_working_day(today)):
             continue
-        queued += add_message(
+        queued += remind_desk(
             session,
             key=deadline_reminder_key(dossier.id, dossier.appointment_date, state, now),
-            channel=Channel.PANEL,
-            recipient=dossier.agency_code,
+            agency_code=dossier.agency_code,
             template=f"remind.{state.value}",
             values={
                 "code": dossier.code,
@@ -123,11 +121,10 @@ def _feedback(session: Session, catalog: Catalog, calendar: WorkingCalendar, now
     for feedback in waiting:
         if not feedback_reminder_due(calendar, feedback.created_at, now):
             continue
-        queued += add_message(
+        queued += remind_desk(
             session,
             key=f"remind:feedback:{feedback.id}",
-            channel=Channel.PANEL,
-            recipient=feedback.agency_code
+            agency_code=feedback.agency_code
             or feedback_agency(session, catalog, feedback.citizen_id),
             template="remind.feedback_unanswered",
             values=_feedback_values(feedback),
@@ -170,11 +167,10 @@ def _forwarding(
             continue
         else:
             template = "remind.not_forwarded"
-        queued += add_message(
+        queued += remind_desk(
             session,
             key=f"remind:forward:{dossier.id}:{dossier.received_at.isoformat()}",
-            channel=Channel.PANEL,
-            recipient=dossier.agency_code,
+            agency_code=dossier.agency_code,
             template=template,
             values={
                 "code": dossier.code,

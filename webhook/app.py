@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from core.messages import render
-from core.notices import render_notice
+from webhook.deps import RuntimeDep, get_runtime, templates, wake_delivery
 from webhook.limits import BodyLimit
 from webhook.logs import install_secret_masking
 from webhook.runtime import Runtime, build_runtime
 from webhook.security import SecurityHeaders
 from webhook.settings import REPO_ROOT, Settings, get_settings
 
-templates = Jinja2Templates(directory=str(REPO_ROOT / "templates" / "web"))
-templates.env.globals["t"] = render
-templates.env.globals["render_notice"] = render_notice
+__all__ = ["RuntimeDep", "create_app", "get_runtime", "templates", "wake_delivery"]  # moved
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -49,6 +45,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         token = settings.telegram_citizen_token.get_secret_value()
         citizen_bot = make_bot(token, settings.telegram_api_base)
 
+    staff_bot = None
+    if settings.telegram_staff_token is not None:
+        from bots.telegram_staff import install_handlers, make_application
+
+        staff_bot = make_application(
+            settings.telegram_staff_token.get_secret_value(), settings.telegram_api_base
+        )
+
     from bots.channels import process_throttle
 
     throttle = process_throttle(settings)  # one per process: the Zalo turns and the outbox share it
@@ -58,6 +62,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime.async_reader is not None:
             await runtime.async_reader.open()  # its connections belong to this event loop
+        if staff_bot is not None:
+            from bots.telegram_staff import started
+
+            await started(staff_bot, app.state)  # getMe: the bot's name, for the deep links
         if settings.redis_url is None:  # embedded mode: this process delivers the outbox
             from webhook.jobs import InlineDelivery
 
@@ -72,6 +80,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await runtime.async_reader.close()
             if citizen_bot is not None:
                 await citizen_bot.session.close()
+            if staff_bot is not None and app.state.staff_bot_ready:
+                await staff_bot.shutdown()
             if zalo_channel is not None:
                 await zalo_channel.downloads.aclose()
                 if zalo_channel.api is not None:
@@ -90,6 +100,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.zalo = zalo_channel
     app.state.delivery = None
     app.state.citizen_dispatcher = None
+    app.state.staff_bot = staff_bot
+    app.state.staff_bot_ready = False
+    if staff_bot is not None:
+
+        def wake() -> None:
+            if app.state.delivery is not None:
+                app.state.delivery.dispatcher.wake.set()
+
+        install_handlers(staff_bot, runtime, wake)
     if citizen_bot is not None:
         from bots.telegram_citizen import make_dispatcher
 
@@ -124,19 +143,3 @@ def _zalo_channel(runtime: Runtime, throttle: Any) -> Any:
     hosts = runtime.settings.zalo_media_host_list
     # Replies of the webhook's turns go out on the event loop (bots.zalo.ReplyConnections).
     return ZaloChannel(sender, downloads_client(), hosts, ReplyConnections())
-
-
-async def get_runtime(request: Request) -> Runtime:
-    """Async on purpose: FastAPI runs a plain `def` dependency in a thread, a hop per request."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def wake_delivery(request: Request) -> None:
-    """After a commit that wrote outbox messages: in the embedded mode, deliver them now."""
-    delivery = request.app.state.delivery
-    if delivery is not None:
-        delivery.dispatcher.wake.set()
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

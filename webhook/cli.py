@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         "reset", help="a new one-time password (ends its sessions, lifts sign-in limits)"
     )
     reset.add_argument("username")
+    link = staff_actions.add_parser(
+        "link", help="a one-time deep link (10 minutes) binding the account to the staff bot"
+    )
+    link.add_argument("username")
 
     worker = commands.add_parser(
         "worker", help="deliver notices and reminders from Redis (rq); needs REDIS_URL"
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
 
     telegram = commands.add_parser("telegram", help="Telegram bot administration")
-    telegram.add_argument("action", choices=["setup"], help="register the citizen bot webhook")
+    telegram.add_argument("action", choices=["setup"], help="register the bot's webhook")
+    telegram.add_argument(
+        "--staff", action="store_true", help="the staff bot instead of the citizen bot"
+    )
 
     onestop = commands.add_parser("onestop", help="the province's one-stop information system")
     onestop.add_argument(
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "onestop":
         return _onestop(args.action)
     if args.command == "telegram":
-        return _telegram_setup()
+        return _telegram_staff_setup() if args.staff else _telegram_setup()
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
     if args.command == "staff":
@@ -155,6 +162,8 @@ def _staff(args: argparse.Namespace) -> int:
     from storage.staff import StaffError, create_staff, reset_password, staff_by_username
     from webhook.runtime import build_runtime
 
+    if args.staff_action == "link":
+        return _staff_link(args.username)
     prepare_database()
     runtime = build_runtime(get_settings())
     try:
@@ -181,6 +190,69 @@ def _staff(args: argparse.Namespace) -> int:
     finally:
         runtime.engine.dispose()
     print(render("admin.staff.one_time", "vi", username=username, password=password))
+    return 0
+
+
+def _staff_link(username: str) -> int:
+    """`hcc staff link NAME.UNIT`: the deep link the panel's "Kết nối Telegram" gives."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from bots.telegram_staff import make_application
+    from core.messages import render
+    from storage.db import session_scope
+    from storage.staff import staff_by_username
+    from storage.staff_bot import deep_link, new_link_token
+    from webhook.runtime import build_runtime
+
+    settings = get_settings()
+    if settings.telegram_staff_token is None:
+        print("Set TELEGRAM_STAFF_TOKEN first.", file=sys.stderr)
+        return 2
+
+    async def bot_name() -> str:
+        application = make_application(
+            settings.telegram_staff_token.get_secret_value(),  # type: ignore[union-attr]
+            settings.telegram_api_base,
+        )
+        async with application.bot as bot:
+            return str((await bot.get_me()).username)
+
+    prepare_database()
+    runtime = build_runtime(settings)
+    try:
+        with session_scope(runtime.engine) as session:
+            user = staff_by_username(session, username)
+            if user is None or user.id is None:
+                print(render("admin.error.no_account", "vi", username=username), file=sys.stderr)
+                return 1
+            token = new_link_token(session, user.id, datetime.now(UTC))
+    finally:
+        runtime.engine.dispose()
+    print(deep_link(asyncio.run(bot_name()), token))
+    return 0
+
+
+def _telegram_staff_setup() -> int:
+    """`hcc telegram setup --staff`: the staff bot's webhook, secret and command menu."""
+    import asyncio
+
+    from bots.telegram_staff import make_application, setup_webhook
+
+    settings = get_settings()
+    token, secret = settings.telegram_staff_token, settings.telegram_staff_webhook_secret
+    if token is None or secret is None:
+        print("Set TELEGRAM_STAFF_TOKEN and TELEGRAM_STAFF_WEBHOOK_SECRET first.", file=sys.stderr)
+        return 2
+    url = f"{settings.public_base_url.rstrip('/')}/webhook/telegram/staff"
+
+    async def run() -> None:
+        application = make_application(token.get_secret_value(), settings.telegram_api_base)
+        async with application.bot:
+            await setup_webhook(application, url, secret.get_secret_value())
+
+    asyncio.run(run())
+    print(f"Webhook registered: {url}")
     return 0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import exc
@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.messages import render
 from storage.db import database_unavailable
-from webhook.app import templates
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,8 @@ def error_response(
     if not wants_page(request):
         return JSONResponse({"error": code, "message": text}, status, headers=headers)
     in_panel = request.url.path.startswith("/admin")
+    from webhook.deps import templates  # deps raises through `refusal`: imported when needed
+
     page = templates.get_template("admin/error.html" if in_panel else "error.html").render(
         lang=language,
         staff=None,
@@ -79,6 +80,12 @@ def error_response(
 def _same_address(request: Request) -> str:
     query = request.url.query
     return f"{request.url.path}?{query}" if query else request.url.path
+
+
+def refusal(status: int, key: str, lang: str = "vi", **values: object) -> HTTPException:
+    """A refusal with its sentence (templates/messages `key`), answered by the handlers here:
+    `raise refusal(404, "admin.error.not_found")`."""
+    return HTTPException(status, render(key, lang, **values))
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

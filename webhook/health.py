@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from storage.db import session_scope
 from storage.zalo import token_state
-from webhook.app import RuntimeDep
+from webhook.deps import RuntimeDep
 from webhook.runtime import Runtime
 
 router = APIRouter()

@@ -22,7 +22,7 @@ from storage.dossiers import (
     steps_params,
     with_steps,
 )
-from webhook.app import templates
+from webhook.deps import templates
 from webhook.runtime import Runtime
 
 router = APIRouter()

@@ -33,7 +33,7 @@ from storage.db import run_db, session_scope
 from storage.inbound import first_delivery
 from storage.models import DocumentFile
 from storage.onestop import apply_report, find_dossier
-from webhook.app import wake_delivery
+from webhook.deps import wake_delivery
 from webhook.errors import error_response
 from webhook.runtime import Runtime
 

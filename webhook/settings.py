@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     smsgate_password: SecretStr | None = None
 
     telegram_citizen_token: SecretStr | None = None
-    telegram_staff_token: SecretStr | None = None  # not yet used: the staff bot has no issue
+    telegram_staff_token: SecretStr | None = None  # the staff bot (bots/telegram_staff.py)
+    telegram_staff_webhook_secret: SecretStr | None = None  # its X-Telegram-Bot-Api-Secret-Token
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
     telegram_max_per_second: float = 30.0  # Telegram's overall limit per bot; 0 = no limit

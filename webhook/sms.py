@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from bots.sms import handle_sms
 from bots.sms_gateways import GATEWAYS, HttpIn, Refused, SmsGateway
 from storage.db import session_scope
-from webhook.app import RuntimeDep, wake_delivery
+from webhook.deps import RuntimeDep, wake_delivery
 from webhook.runtime import Runtime
 
 router = APIRouter()

@@ -31,7 +31,7 @@ from storage.inbound import first_delivery, owe_replies, stored_replies
 from storage.intake import converse, detach_identity
 from storage.models import utcnow
 from storage.outbox import mailbox
-from webhook.app import RuntimeDep, templates
+from webhook.deps import RuntimeDep, templates
 from webhook.limits import MAX_ROW_ID, MAX_SEND_BYTES, BodyTooLarge
 from webhook.security import is_https
 from webhook.staff_session import same_origin

@@ -20,7 +20,7 @@ from bots.channels import zalo_tokens
 from bots.delivery import TryLater
 from bots.zalo import TokenBroken, ZaloTokens
 from core.messages import render
-from webhook.app import RuntimeDep, templates
+from webhook.deps import RuntimeDep, templates
 from webhook.runtime import Runtime
 
 log = logging.getLogger(__name__)

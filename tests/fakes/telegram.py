@@ -26,6 +26,8 @@ from starlette.routing import Route
 
 TELEGRAM_TOKEN = "123456:TEST-citizen"
 TELEGRAM_SECRET = "webhook-secret-1"
+STAFF_TOKEN = "654321:TEST-staff"  # the staff bot: another bot of the same Bot API
+STAFF_SECRET = "staff-webhook-secret-2"
 
 
 @dataclass
@@ -34,11 +36,15 @@ class Call:
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)  # when the request arrived
+    token: str = ""  # which bot made the call
 
 
 class FakeTelegram:
-    def __init__(self, token: str, files_dir: Path | None = None) -> None:
+    def __init__(
+        self, token: str, files_dir: Path | None = None, *, also: tuple[str, ...] = ()
+    ) -> None:
         self.token = token
+        self.tokens = {token, *also}  # the bots this Bot API serves (each its own token)
         self.files_dir = files_dir  # files named <file_id>.jpg here are served too
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id → (file_path, content)
@@ -114,8 +120,12 @@ class FakeTelegram:
     def sent(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
 
+    def by(self, token: str, method: str = "sendMessage") -> list[Call]:
+        """The calls of one bot (the citizen bot's are those without a token: webhook answers)."""
+        return [call for call in self.calls if call.token == token and call.method == method]
+
     async def _method(self, request: Request) -> Response:
-        if request.path_params["token"] != self.token:
+        if request.path_params["token"] not in self.tokens:
             return JSONResponse(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
             )
@@ -138,7 +148,7 @@ class FakeTelegram:
         for name, value in list(params.items()):  # aiogram uploads as "attach://<field>"
             if isinstance(value, str) and value.startswith("attach://"):
                 files[name] = files.get(value.removeprefix("attach://"), b"")
-        call = Call(method, params, files)
+        call = Call(method, params, files, token=request.path_params["token"])
         if method.startswith("send") and not self.hold.is_set():
             self.waiting.set()
             while not self.hold.is_set():
@@ -178,9 +188,9 @@ class FakeTelegram:
             )
         if method.startswith("send"):
             self.delivered.append(call)
-        return JSONResponse({"ok": True, "result": self._result(method, params)})
+        return JSONResponse({"ok": True, "result": self._result(method, params, call.token)})
 
-    def _result(self, method: str, params: dict[str, Any]) -> Any:
+    def _result(self, method: str, params: dict[str, Any], token: str = "") -> Any:
         if method == "getFile":
             file_id = params["file_id"]
             if file_id not in self.files and self.files_dir is not None:
@@ -209,6 +219,8 @@ class FakeTelegram:
                 ]
             return message
         if method == "getMe":
+            if token == STAFF_TOKEN:
+                return {"id": 2, "is_bot": True, "first_name": "HCC", "username": "hcc_staff_bot"}
             return {"id": 1, "is_bot": True, "first_name": "HCC", "username": "hcc_bot"}
         return True
 
@@ -272,9 +284,16 @@ class Updates:
             },
         }
 
-    def text(self, text: str) -> dict[str, Any]:
+    def text(self, text: str, reply_to: int | None = None) -> dict[str, Any]:
+        """A text; `reply_to`: the id of the bot's message it answers (Telegram's "Reply")."""
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        return self._message(text=text, **({"entities": entities} if text.startswith("/") else {}))
+        extra: dict[str, Any] = {"entities": entities} if text.startswith("/") else {}
+        if reply_to is not None:
+            extra["reply_to_message"] = {
+                "message_id": reply_to, "date": int(time.time()), "chat": self._chat(),
+                "from": {"id": 2, "is_bot": True, "first_name": "HCC"}, "text": "…",
+            }  # fmt: skip
+        return self._message(text=text, **extra)
 
     def contact(self, phone: str) -> dict[str, Any]:
         contact = {"phone_number": phone, "first_name": "Mai", "user_id": self.chat_id}

@@ -172,3 +172,38 @@ def test_staff_reset_finds_the_account_as_sign_in_does(
         ).result
     engine.dispose()
     assert result is Login.OK  # the reset's one-time password is the one that signs in
+
+
+def test_staff_link_prints_a_deep_link_and_setup_registers_the_staff_webhook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hcc staff link NAME.UNIT` and `hcc telegram setup --staff`, against the fake Bot API."""
+    from tests.fakes.telegram import STAFF_SECRET, STAFF_TOKEN, FakeTelegram
+    from tests.servers import live_server
+
+    fake = FakeTelegram("123456:TEST-citizen", also=(STAFF_TOKEN,))
+    database = f"sqlite:///{tmp_path / 'hcc.sqlite3'}"
+    with live_server(fake.app) as base:
+        for name, value in (("DATABASE_URL", database), ("MEDIA_DIR", str(tmp_path / "media")),
+                            ("TELEGRAM_STAFF_TOKEN", STAFF_TOKEN), ("TELEGRAM_API_BASE", base),
+                            ("TELEGRAM_STAFF_WEBHOOK_SECRET", STAFF_SECRET),
+                            ("PUBLIC_BASE_URL", "https://hcc.example.vn")):  # fmt: skip
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        try:
+            agency = "000.00.10.H53"
+            assert main(["staff", "create", "lan.ttphcc", "--name", "Lan", "--agency", agency]) == 0
+            capsys.readouterr()
+            assert main(["staff", "link", "lan.ttphcc"]) == 0
+            link = capsys.readouterr().out.strip()
+            assert link.startswith("https://t.me/hcc_staff_bot?start=") and len(link) > 40
+            assert main(["staff", "link", "mai.ttphcc"]) == 1
+            assert main(["telegram", "setup", "--staff"]) == 0
+        finally:
+            get_settings.cache_clear()
+    [webhook] = fake.by(STAFF_TOKEN, "setWebhook")
+    assert webhook.params["url"] == "https://hcc.example.vn/webhook/telegram/staff"
+    assert webhook.params["secret_token"] == STAFF_SECRET
+    menus = fake.by(STAFF_TOKEN, "setMyCommands")
+    assert [m.params["language_code"] for m in menus] == ["vi", "en"]
+    assert "hangdoi" in json.dumps(menus[0].params["commands"])
