@@ -75,11 +75,11 @@ def _effects(
     return [(e.audience.value, e.name, e.template) for e in found]
 
 
-def test_the_citizens_own_step_is_not_pushed_back(
+def test_the_citizens_own_step_is_not_pushed_back_only_the_officers_hear_of_it(
     procedure: Procedure, calendar: WorkingCalendar
 ) -> None:
     submitted = _decide(procedure, calendar, Status.DRAFT, Action.SUBMIT, Actor.CITIZEN)
-    assert _effects(submitted) == []
+    assert _effects(submitted) == [("officers", "staffbot", "alert.new_dossier")]
 
 
 def test_a_desk_step_tells_the_citizen(procedure: Procedure, calendar: WorkingCalendar) -> None:
@@ -116,7 +116,7 @@ def test_phones_subscribed_by_sms_get_the_public_status_of_the_desks_steps(
         ("sms_subscribers", "sms", "sms.reply"),
     ]
     back = _decide(procedure, calendar, Status.SUPPLEMENT_REQUESTED, Action.RESUBMIT, Actor.CITIZEN)
-    assert [e[0] for e in _effects(back, subscribed=True)] == ["desk"]  # their own step
+    assert [e[0] for e in _effects(back, subscribed=True)] == ["desk", "officers"]  # their own
     moved = transfer_effects("X-1", {"vi": "Nơi khác"}, False, True)
     assert [(e.audience.value, e.template) for e in moved] == [
         ("sms_subscribers", "notice.transferred")
@@ -127,9 +127,15 @@ def test_the_desk_is_alerted_when_the_citizen_acts_between_its_steps(
     procedure: Procedure, calendar: WorkingCalendar
 ) -> None:
     back = _decide(procedure, calendar, Status.SUPPLEMENT_REQUESTED, Action.RESUBMIT, Actor.CITIZEN)
-    assert _effects(back) == [("desk", "alert", "alert.resubmitted")]
+    assert _effects(back) == [
+        ("desk", "alert", "alert.resubmitted"),
+        ("officers", "staffbot", "alert.resubmitted"),
+    ]
     gone = _decide(procedure, calendar, Status.PROCESSING, Action.WITHDRAW, Actor.CITIZEN)
-    assert _effects(gone) == [("desk", "alert", "alert.withdrawn")]
+    assert _effects(gone) == [
+        ("desk", "alert", "alert.withdrawn"),
+        ("officers", "staffbot", "alert.withdrawn"),
+    ]
 
 
 def test_without_a_onestop_system_nothing_is_sent_there(
