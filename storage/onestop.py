@@ -15,6 +15,7 @@ from core.catalog import Catalog
 from core.channels import Channel
 from core.dossier import CLOSED, Action, Decision, Status
 from core.flows import FlowRules
+from core.messages import render
 from core.onestop import (
     DossierSnapshot,
     Fee,
@@ -124,9 +125,13 @@ def _handler(session: Session, event: StatusEvent) -> str:
         staff = session.get(StaffUser, event.staff_user_id)
         if staff is not None:
             return staff.full_name
-    return {"citizen": "Công dân", "onestop": "Hệ thống một cửa"}.get(
-        event.actor_kind, "Bộ phận một cửa"
-    )
+    return _actor(event.actor_kind)
+
+
+def _actor(kind: str) -> str:
+    """The actor's name in the record's language (templates/messages/actor.toml)."""
+    known = {"citizen", "desk_officer", "onestop"}
+    return render(f"actor.{kind if kind in known else 'desk_officer'}", "vi")
 
 
 def progress_of(session: Session, dossier: Dossier, values: dict[str, Any]) -> ProgressStep:
@@ -135,7 +140,7 @@ def progress_of(session: Session, dossier: Dossier, values: dict[str, Any]) -> P
     event = session.get(StatusEvent, values["event_id"]) if "event_id" in values else None
     return ProgressStep(
         code=dossier.official_code or dossier.code,
-        handler=_handler(session, event) if event else "Bộ phận một cửa",
+        handler=_handler(session, event) if event else _actor("desk_officer"),
         at=datetime.fromisoformat(step["at"]),
         content=step["note"],
         status=Status(step["to_status"]),
