@@ -424,13 +424,13 @@ class OnestopSender:
             if dossier is None:
                 raise Rejected("onestop: the dossier no longer exists")
             snapshot = dossier_snapshot(session, dossier, self.catalog, self.file_url)
-            step = progress_of(session, dossier, message.values)
+            creating = message.template == ONESTOP_CREATE
+            step = None if creating else progress_of(session, dossier, message.values)
         mapping = connection.mapping
         client = self._client(connection)
-        creating = message.template == ONESTOP_CREATE
         official = client.send_dossier(dossier_item(snapshot, mapping), connection.unit,
                                        updating=not creating)  # fmt: skip
-        if not creating:
+        if step is not None:  # an update carries its progress step; a create has none
             client.send_progress([progress_item(step, mapping)])
         if official and official != snapshot.official_code:
             with session_scope(self.engine) as session:

@@ -125,8 +125,8 @@ class Catalog:
 
     def search(self, text: str) -> list[Procedure]:
         """Procedures matching the words typed, with or without diacritics; best first. A longer
-        message ("… làm thủ tục khai sinh cho con …") finds the procedure it mentions: one of
-        its multi-word keywords, or its name, inside the text."""
+        message that names a procedure among other words finds it: one of its multi-word
+        keywords, or its name, inside the text."""
         words = _words(text)
         if not words:
             return []
